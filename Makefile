@@ -1,0 +1,51 @@
+# Every target creates the virtualenv and installs what it needs; a fresh clone needs nothing else.
+PYTHON ?= python3.11
+VENV ?= .venv
+# CPU build by default. GPU users: make install TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.flywheel-installed
+PYTEST_ARGS ?=
+
+.PHONY: install test lint format demo dev up down status clean
+
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo: install
+	$(BIN)/python -m pipelines.demo
+
+dev: install
+	$(BIN)/flywheel up --with-dagster
+	@echo "Dagster UI and the stack are running; 'make down' stops them."
+
+up: install
+	$(BIN)/flywheel up
+
+down: install
+	$(BIN)/flywheel down
+
+status: install
+	$(BIN)/flywheel status
+
+clean:
+	-$(BIN)/flywheel down 2>/dev/null
+	rm -rf .flywheel

@@ -1,0 +1,171 @@
+"""Parsing and checking one raw event against a spec.
+
+Every event either becomes a clean record (typed, normalized) or a rejection with a reason that says
+which field failed and why. Nothing is dropped silently: the caller quarantines rejections with the reason.
+Normalization: timestamp -> epoch milliseconds (int), label -> 0/1, booleans -> bool, integers -> int.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
+
+
+@dataclass(frozen=True, slots=True)
+class EventCheck:
+    record: dict[str, Any] | None
+    reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None
+
+
+class _Bad(Exception):
+    pass
+
+
+def to_epoch_ms(value: Any) -> int:
+    """Accept ISO 8601 strings (with offset or Z) and epoch numbers (seconds, or milliseconds above 1e11)."""
+    if isinstance(value, bool):
+        raise _Bad("timestamp is a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise _Bad("timestamp is not finite")
+        return int(value) if abs(value) > 1e11 else int(value * 1000)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise _Bad(f"timestamp {value[:40]!r} is not ISO 8601") from None
+        if dt.tzinfo is None:
+            raise _Bad(f"timestamp {value[:40]!r} has no time zone")
+        return int(dt.timestamp() * 1000)
+    raise _Bad(f"timestamp has type {type(value).__name__}")
+
+
+def _numeric(f: NumericFeature) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if v is None:
+            if f.nullable:
+                return None
+            raise _Bad(f"{f.name} is null")
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise _Bad(f"{f.name} must be a number, got {type(v).__name__}")
+        if not math.isfinite(v):
+            raise _Bad(f"{f.name} is not finite")
+        if f.integer:
+            if v != int(v):
+                raise _Bad(f"{f.name} must be an integer, got {v}")
+            v = int(v)
+        if f.min is not None and v < f.min:
+            raise _Bad(f"{f.name}={v} is below the minimum {f.min:g}")
+        if f.max is not None and v > f.max:
+            raise _Bad(f"{f.name}={v} is above the maximum {f.max:g}")
+        return v
+
+    return check
+
+
+def _categorical(f: CategoricalFeature) -> Callable[[Any], Any]:
+    allowed = frozenset(f.values)
+
+    def check(v: Any) -> Any:
+        if v is None:
+            if f.nullable:
+                return None
+            raise _Bad(f"{f.name} is null")
+        if not isinstance(v, str):
+            raise _Bad(f"{f.name} must be a string, got {type(v).__name__}")
+        if v not in allowed:
+            raise _Bad(f"{f.name}={v[:40]!r} is not an allowed value")
+        return v
+
+    return check
+
+
+def _boolean(f: BooleanFeature) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if v is None:
+            if f.nullable:
+                return None
+            raise _Bad(f"{f.name} is null")
+        if not isinstance(v, bool):
+            raise _Bad(f"{f.name} must be true or false, got {type(v).__name__}")
+        return v
+
+    return check
+
+
+class EventChecker:
+    """Compiled once per spec; `check(raw_bytes)` is the hot path of ingestion."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        self.spec = spec
+        checks: list[tuple[str, Callable[[Any], Any]]] = []
+        for f in spec.features:
+            if isinstance(f, NumericFeature):
+                checks.append((f.name, _numeric(f)))
+            elif isinstance(f, CategoricalFeature):
+                checks.append((f.name, _categorical(f)))
+            else:
+                checks.append((f.name, _boolean(f)))
+        self._checks = checks
+
+    def check_obj(self, obj: Any) -> EventCheck:
+        spec = self.spec
+        if not isinstance(obj, dict):
+            return EventCheck(None, f"event is a JSON {type(obj).__name__}, not an object")
+        try:
+            event_id = obj.get(spec.event_id)
+            if not isinstance(event_id, str) or not event_id:
+                raise _Bad(f"{spec.event_id} is missing or not a non-empty string")
+            key = obj.get(spec.entity_key)
+            if isinstance(key, bool) or not isinstance(key, str | int) or key == "":
+                raise _Bad(f"{spec.entity_key} is missing or not a string/integer")
+            if spec.timestamp not in obj:
+                raise _Bad(f"{spec.timestamp} is missing")
+            ts = to_epoch_ms(obj[spec.timestamp])
+            label = obj.get(spec.label)
+            if label is True or label == 1:
+                label = 1
+            elif label is False or label == 0:
+                label = 0
+            else:
+                raise _Bad(f"{spec.label} must be true/false or 0/1, got {label!r:.40}")
+            record: dict[str, Any] = {
+                spec.event_id: event_id,
+                spec.entity_key: str(key),
+                spec.timestamp: ts,
+                spec.label: label,
+            }
+            for name, check in self._checks:
+                if name not in obj:
+                    raise _Bad(f"{name} is missing")
+                record[name] = check(obj[name])
+        except _Bad as bad:
+            return EventCheck(None, str(bad))
+        return EventCheck(record, None)
+
+    def check(self, raw: bytes | str) -> EventCheck:
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return EventCheck(None, f"not valid JSON: {exc}")
+        return self.check_obj(obj)
+
+
+@lru_cache(maxsize=16)
+def checker_for(spec: DatasetSpec) -> EventChecker:
+    return EventChecker(spec)
+
+
+def check_event(spec: DatasetSpec, raw: bytes | str) -> EventCheck:
+    return checker_for(spec).check(raw)

@@ -1,0 +1,227 @@
+"""The dataset spec: one typed file that describes a tabular binary-classification stream end to end.
+
+A spec names the Kafka topic, the event id, entity key, timestamp and label fields, the typed features
+with their constraints, the per-entity history aggregates Spark computes, and the model, gate and drift
+settings. Any stream that fits this shape runs through the whole loop by writing a spec, with no code change.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_identifier(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid column name (letters, digits and _; not starting with a digit)")
+    return value
+
+
+class NumericFeature(_Strict):
+    name: str
+    type: Literal["numeric"] = "numeric"
+    integer: bool = False
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+    description: str = ""
+
+    _check_name = field_validator("name")(_check_identifier)
+
+    @model_validator(mode="after")
+    def _range(self) -> NumericFeature:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class CategoricalFeature(_Strict):
+    name: str
+    type: Literal["categorical"] = "categorical"
+    values: list[str] = Field(min_length=1)
+    nullable: bool = False
+    description: str = ""
+
+    _check_name = field_validator("name")(_check_identifier)
+
+    @field_validator("values")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ValueError(f"allowed values repeat: {dupes}")
+        return values
+
+
+class BooleanFeature(_Strict):
+    name: str
+    type: Literal["boolean"] = "boolean"
+    nullable: bool = False
+    description: str = ""
+
+    _check_name = field_validator("name")(_check_identifier)
+
+
+Feature = Annotated[NumericFeature | CategoricalFeature | BooleanFeature, Field(discriminator="type")]
+
+
+class Aggregate(_Strict):
+    """A per-entity feature over the entity's recent history, computed by Spark, strictly before the event.
+
+    count: events in the window; sum/mean/max: of `column` over the window; seconds_since_last: time since
+    the entity's previous event (window ignored).
+    """
+
+    name: str
+    function: Literal["count", "sum", "mean", "max", "seconds_since_last"]
+    column: str | None = None
+    window_hours: float = Field(default=24.0, gt=0)
+
+    _check_name = field_validator("name")(_check_identifier)
+
+    @model_validator(mode="after")
+    def _column_needed(self) -> Aggregate:
+        if self.function in ("sum", "mean", "max") and not self.column:
+            raise ValueError(f"function {self.function!r} needs a numeric 'column'")
+        return self
+
+
+class TopicSpec(_Strict):
+    name: str = Field(min_length=1)
+    partitions: int = Field(default=3, ge=1, le=1024)
+
+
+class ModelSpec(_Strict):
+    hidden_dims: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    embedding_dim: int = Field(default=8, ge=1, le=1024)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=1024, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    early_stopping_patience: int = Field(default=3, ge=1)
+    seed: int = 17
+
+    @field_validator("hidden_dims")
+    @classmethod
+    def _positive(cls, dims: list[int]) -> list[int]:
+        if any(d < 1 for d in dims):
+            raise ValueError("every hidden layer width must be at least 1")
+        return dims
+
+
+class SplitSpec(_Strict):
+    """Deterministic split by hashing the entity key, so no entity appears in two splits."""
+
+    train: float = Field(default=0.7, gt=0, lt=1)
+    validation: float = Field(default=0.15, gt=0, lt=1)
+    test: float = Field(default=0.15, gt=0, lt=1)
+    salt: str = "flywheel"
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitSpec:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
+        return self
+
+
+class GateSpec(_Strict):
+    """Thresholds of the blocking gates: data validation and model evaluation."""
+
+    min_rows: int = Field(default=1000, ge=1)
+    label_rate_min: float = Field(default=0.001, ge=0, le=1)
+    label_rate_max: float = Field(default=0.5, ge=0, le=1)
+    max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
+    min_auc: float = Field(default=0.75, ge=0, le=1)
+    max_auc_regression: float = Field(default=0.005, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _label_bounds(self) -> GateSpec:
+        if self.label_rate_min > self.label_rate_max:
+            raise ValueError("label_rate_min is greater than label_rate_max")
+        return self
+
+
+class DriftSpec(_Strict):
+    psi_threshold: float = Field(default=0.2, gt=0)
+    min_samples: int = Field(default=1000, ge=1)
+    cooldown_minutes: float = Field(default=60, ge=0)
+
+
+class DatasetSpec(_Strict):
+    name: str
+    description: str = ""
+    topic: TopicSpec
+    event_id: str
+    entity_key: str
+    timestamp: str
+    label: str
+    features: list[Feature] = Field(min_length=1)
+    aggregates: list[Aggregate] = Field(default_factory=list)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    gates: GateSpec = Field(default_factory=GateSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+
+    _check_name = field_validator("name", "event_id", "entity_key", "timestamp", "label")(_check_identifier)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSpec:
+        reserved = [self.event_id, self.entity_key, self.timestamp, self.label]
+        if len(set(reserved)) != len(reserved):
+            raise ValueError("event_id, entity_key, timestamp and label must be four different fields")
+        names = [f.name for f in self.features] + [a.name for a in self.aggregates]
+        clash = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(reserved)))
+        if clash:
+            raise ValueError(f"column names used twice: {clash}")
+        numeric = {f.name for f in self.features if f.type == "numeric"}
+        for agg in self.aggregates:
+            if agg.column is not None and agg.column not in numeric:
+                raise ValueError(f"aggregate {agg.name!r}: column {agg.column!r} is not a numeric feature")
+        return self
+
+    # Convenience views used across the loop.
+    def feature(self, name: str) -> NumericFeature | CategoricalFeature | BooleanFeature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def numeric_features(self) -> list[NumericFeature]:
+        return [f for f in self.features if isinstance(f, NumericFeature)]
+
+    @property
+    def categorical_features(self) -> list[CategoricalFeature]:
+        return [f for f in self.features if isinstance(f, CategoricalFeature)]
+
+    @property
+    def boolean_features(self) -> list[BooleanFeature]:
+        return [f for f in self.features if isinstance(f, BooleanFeature)]
+
+    @property
+    def event_fields(self) -> list[str]:
+        """Every field of a raw event, in a stable order."""
+        return [self.event_id, self.entity_key, self.timestamp, self.label, *(f.name for f in self.features)]
+
+    @property
+    def model_numeric_inputs(self) -> list[str]:
+        """Numeric model inputs: numeric features, booleans as 0/1, then history aggregates."""
+        return [
+            *(f.name for f in self.numeric_features),
+            *(f.name for f in self.boolean_features),
+            *(a.name for a in self.aggregates),
+        ]
+
+    @property
+    def model_categorical_inputs(self) -> list[str]:
+        return [f.name for f in self.categorical_features]
