@@ -1,0 +1,49 @@
+"""Where things live in the lakeFS repository, and the columns of the model table.
+
+One place, so ingestion writes exactly what training and evaluation read:
+
+  raw/<topic>/part-<run>-<n>.parquet          valid events, normalized (see pipelines.spec.events)
+  quarantine/<topic>/part-<run>-<n>.parquet   rejected events: reason, raw bytes, topic, partition, offset
+  features/<spec>/part-*.parquet              the model table (FEATURE_TABLE_COLUMNS below)
+  features/<spec>/_meta/vocabularies.json     {categorical feature: [values, most frequent first]}
+  _flywheel/offsets/<topic>.json              {"<partition>": next offset to read}, committed with the data
+  _flywheel/validation/<spec>.json            the last validation summary
+
+Model table columns: the spec's event_id, entity_key, timestamp (epoch ms, int64), label (int 0/1),
+every feature (numeric float64/int64, categorical string, boolean bool; nullable where the spec says),
+every aggregate (float64), and SPLIT_COLUMN with values train | validation | test.
+"""
+
+from __future__ import annotations
+
+from pipelines.spec.model import DatasetSpec
+
+MAIN_BRANCH = "main"
+SPLIT_COLUMN = "split"
+SPLITS = ("train", "validation", "test")
+OFFSETS_PREFIX = "_flywheel/offsets/"
+VALIDATION_PREFIX = "_flywheel/validation/"
+
+
+def raw_prefix(spec: DatasetSpec) -> str:
+    return f"raw/{spec.topic.name}/"
+
+
+def quarantine_prefix(spec: DatasetSpec) -> str:
+    return f"quarantine/{spec.topic.name}/"
+
+
+def features_prefix(spec: DatasetSpec) -> str:
+    return f"features/{spec.name}/"
+
+
+def vocabularies_path(spec: DatasetSpec) -> str:
+    return f"{features_prefix(spec)}_meta/vocabularies.json"
+
+
+def offsets_path(spec: DatasetSpec) -> str:
+    return f"{OFFSETS_PREFIX}{spec.topic.name}.json"
+
+
+def feature_table_columns(spec: DatasetSpec) -> list[str]:
+    return [*spec.event_fields, *(a.name for a in spec.aggregates), SPLIT_COLUMN]
