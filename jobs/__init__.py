@@ -1,0 +1,33 @@
+"""Asset jobs and schedules. Jobs select assets by group, so a stage joins a job by its group name.
+
+Groups: ingestion (raw_events, features, validated_dataset), training, optimization, evaluation, deployment.
+"""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+INGESTION_GROUPS = ("ingestion",)
+RETRAIN_GROUPS = ("training", "optimization", "evaluation", "deployment")
+
+ingestion_selection = AssetSelection.groups(*INGESTION_GROUPS)
+retrain_selection = AssetSelection.groups(*RETRAIN_GROUPS)
+
+ingest_job = define_asset_job(
+    "ingest_job",
+    selection=ingestion_selection,
+    description="Kafka -> raw_events -> features (Spark) -> validated_dataset (GX gate) -> merged into lakeFS main.",
+)
+retrain_job = define_asset_job(
+    "retrain_job",
+    selection=retrain_selection,
+    description="Train on the latest validated dataset -> optimize -> evaluate against the champion -> promote.",
+)
+pipeline_job = define_asset_job(
+    "pipeline_job",
+    selection=ingestion_selection | retrain_selection,
+    description="The whole loop: ingest_job then retrain_job in one run.",
+)
+
+JOBS = [ingest_job, retrain_job, pipeline_job]
+SCHEDULES: list = []

@@ -1,0 +1,1 @@
+"""Dagster resources: thin ConfigurableResources over the clients in `pipelines`."""

@@ -1,0 +1,3 @@
+"""Sensors: Kafka lag, drift, canary analysis, run failure."""
+
+SENSORS: list = []
