@@ -16,12 +16,16 @@ retrain_selection = AssetSelection.groups(*RETRAIN_GROUPS)
 ingest_job = define_asset_job(
     "ingest_job",
     selection=ingestion_selection,
-    description="Kafka -> raw_events -> features (Spark) -> validated_dataset (GX gate) -> merged into lakeFS main.",
+    description=(
+        "Kafka -> raw_events -> features (Spark) -> validated_dataset (GX gate) -> merged into lakeFS main."
+    ),
 )
 retrain_job = define_asset_job(
     "retrain_job",
     selection=retrain_selection,
-    description="Train on the latest validated dataset -> optimize -> evaluate against the champion -> promote.",
+    description=(
+        "Train on the latest validated dataset -> optimize -> evaluate against the champion -> promote."
+    ),
 )
 pipeline_job = define_asset_job(
     "pipeline_job",

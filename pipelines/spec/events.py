@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
@@ -162,9 +161,17 @@ class EventChecker:
         return self.check_obj(obj)
 
 
-@lru_cache(maxsize=16)
+_CHECKERS: dict[int, EventChecker] = {}
+
+
 def checker_for(spec: DatasetSpec) -> EventChecker:
-    return EventChecker(spec)
+    """One compiled checker per spec object (specs hold lists, so they are not hashable)."""
+    checker = _CHECKERS.get(id(spec))
+    if checker is None or checker.spec is not spec:
+        if len(_CHECKERS) > 32:
+            _CHECKERS.clear()
+        checker = _CHECKERS[id(spec)] = EventChecker(spec)
+    return checker
 
 
 def check_event(spec: DatasetSpec, raw: bytes | str) -> EventCheck:
