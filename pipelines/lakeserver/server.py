@@ -1,0 +1,44 @@
+"""Serving: open the listening socket (a busy port is one clear sentence), then run uvicorn on it."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from pipelines.errors import StackError
+from pipelines.lakeserver.app import build_app
+from pipelines.lakeserver.auth import load_or_create
+from pipelines.lakeserver.store import Store
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StackError(
+                f"port {port} on {host} is already in use: stop what runs there or pick another with --port"
+            ) from exc
+        raise StackError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    return sock
+
+
+def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
+    sock = bind(host, port)  # before anything slow, so a busy port fails fast
+    data_dir.mkdir(parents=True, exist_ok=True)
+    credentials = load_or_create(data_dir)
+    app = build_app(Store(data_dir), credentials)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, timeout_keep_alive=30, limit_concurrency=None, lifespan="off"
+    )
+    uvicorn.Server(config).run(sockets=[sock])
