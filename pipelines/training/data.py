@@ -1,0 +1,172 @@
+"""Reading the model table at an exact data version.
+
+A dataset location is a URI:
+  lakefs://<repository>/<commit id>/features/<spec>/   the production path: always a commit id, never a branch
+  file:///abs/dir  or a plain directory path          a local copy laid out like the lakeFS repository root
+
+Both are read through `TableStore` (list parquet parts, read bytes), so training code never knows which.
+Parts are read in path order and rows sorted by the event id, so the table is identical whatever the
+partitioning of the files, which keeps runs reproducible.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines import layout
+from pipelines.errors import FlywheelError
+from pipelines.spec import DatasetSpec
+
+# lakeFS commit ids are hex digests (64 chars for lakeFS itself); branch names are not accepted here.
+COMMIT_ID = re.compile(r"^[0-9a-f]{12,64}$")
+
+
+class TableStore(Protocol):
+    """Read-only view of one data version."""
+
+    def list(self, prefix: str) -> list[str]: ...
+
+    def read(self, path: str) -> bytes: ...
+
+    def exists(self, path: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """Where one data version lives. `root` is the repository root (lakeFS) or a local directory."""
+
+    scheme: str  # "lakefs" | "file"
+    repository: str
+    commit: str
+    root: str
+
+    @property
+    def uri(self) -> str:
+        if self.scheme == "lakefs":
+            return f"lakefs://{self.repository}/{self.commit}/"
+        return Path(self.root).resolve().as_uri() + "/"
+
+    def table_uri(self, spec: DatasetSpec) -> str:
+        return self.uri + layout.features_prefix(spec)
+
+
+def parse_location(uri: str) -> DataLocation:
+    """`lakefs://repo/<commit id>[/...]` or a local directory (file:// or a path)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "lakefs":
+        repo = parsed.netloc
+        ref = parsed.path.strip("/").split("/", 1)[0]
+        if not repo or not ref:
+            raise FlywheelError(f"{uri!r}: a lakeFS data URI is lakefs://<repository>/<commit id>/")
+        if not COMMIT_ID.match(ref):
+            raise FlywheelError(
+                f"{uri!r}: {ref!r} is not a commit id. Training reads an exact commit, never a branch head: "
+                "resolve the branch to its commit id first (the trained_model asset does this for `main`)."
+            )
+        return DataLocation("lakefs", repo, ref, "")
+    path = parsed.path if parsed.scheme == "file" else uri
+    if not Path(path).is_dir():
+        raise FlywheelError(f"{uri!r}: no such local dataset directory")
+    return DataLocation("file", "local", "local", str(Path(path).resolve()))
+
+
+class LocalStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+    def exists(self, path: str) -> bool:
+        return (self.root / path).is_file()
+
+
+class LakeFSStore:
+    """One commit of a lakeFS repository through the official `lakefs` SDK."""
+
+    def __init__(self, repository: str, commit: str, client: object | None = None) -> None:
+        import lakefs
+
+        self.repository = repository
+        self.commit = commit
+        self._ref = lakefs.Repository(repository, client=client or lakefs_client_from_env()).ref(commit)
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(o.path for o in self._ref.objects(prefix=prefix) if hasattr(o, "size_bytes"))
+
+    def read(self, path: str) -> bytes:
+        with self._ref.object(path).reader(mode="rb") as f:
+            return f.read()
+
+    def exists(self, path: str) -> bool:
+        return self._ref.object(path).exists()
+
+
+def lakefs_client_from_env() -> object:
+    """An SDK client from LAKEFS_ENDPOINT / LAKEFS_ACCESS_KEY_ID / LAKEFS_SECRET_ACCESS_KEY (env, then stack.env)."""
+    import lakefs
+
+    from pipelines.config import setting
+
+    host = setting("LAKEFS_ENDPOINT")
+    if not host:
+        raise FlywheelError("no lakeFS server configured: run `flywheel up` or set LAKEFS_ENDPOINT")
+    return lakefs.Client(
+        host=host,
+        username=setting("LAKEFS_ACCESS_KEY_ID"),
+        password=setting("LAKEFS_SECRET_ACCESS_KEY"),
+    )
+
+
+def open_store(location: DataLocation, client: object | None = None) -> TableStore:
+    if location.scheme == "lakefs":
+        return LakeFSStore(location.repository, location.commit, client)
+    return LocalStore(location.root)
+
+
+def read_model_table(store: TableStore, spec: DatasetSpec) -> pd.DataFrame:
+    """The whole model table (every split), rows sorted by event id."""
+    prefix = layout.features_prefix(spec)
+    meta = f"{prefix}_meta/"
+    parts = [p for p in store.list(prefix) if p.endswith(".parquet") and not p.startswith(meta)]
+    if not parts:
+        raise FlywheelError(
+            f"no model table under {prefix!r} in this data version: run ingest_job first so that a "
+            "validated dataset reaches lakeFS main"
+        )
+    tables = [pq.read_table(io.BytesIO(store.read(p))) for p in parts]
+    df = pa.concat_tables(tables, promote_options="default").to_pandas()
+    missing = [c for c in layout.feature_table_columns(spec) if c not in df.columns]
+    if missing:
+        raise FlywheelError(f"model table under {prefix!r} lacks columns {missing} (see pipelines/layout.py)")
+    df = df.sort_values(spec.event_id, kind="stable").reset_index(drop=True)
+    for split in ("train", "validation"):
+        if not (df[layout.SPLIT_COLUMN] == split).any():
+            raise FlywheelError(f"model table under {prefix!r} has no {split!r} rows; training needs both")
+    return df
+
+
+def read_vocabularies(store: TableStore, spec: DatasetSpec) -> dict[str, list[str]] | None:
+    """features/<spec>/_meta/vocabularies.json when ingestion wrote one (most frequent value first)."""
+    path = layout.vocabularies_path(spec)
+    if not store.exists(path):
+        return None
+    data = json.loads(store.read(path))
+    return {str(k): [str(v) for v in values] for k, values in data.items()}

@@ -1,0 +1,75 @@
+"""Process-group setup for torchrun (or a single plain process): gloo on CPU, NCCL on GPU."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: str  # "gloo" | "nccl" | "none"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.backend != "none"
+
+    def barrier(self) -> None:
+        if self.distributed:
+            if self.backend == "nccl":
+                dist.barrier(device_ids=[self.local_rank])
+            else:
+                dist.barrier()
+
+    def hardware(self) -> str:
+        """A short description recorded on the MLflow run, e.g. "2 x NVIDIA H100 (nccl)"."""
+        if self.device.type == "cuda":
+            name = torch.cuda.get_device_name(self.device)
+        else:
+            name = f"CPU {platform.machine()} ({torch.get_num_threads()} threads/worker)"
+        return f"{self.world_size} x {name} ({self.backend})"
+
+
+def setup(device: str = "auto", timeout_s: float = 600.0) -> DistContext:
+    """Join the torchrun process group when launched by torchrun; a single process otherwise.
+
+    device: auto (CUDA when available), cpu or cuda.
+    """
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but no CUDA device is visible")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        # Workers share the machine's cores: one intra-op thread each avoids oversubscription.
+        if world > 1 or os.environ.get("FLYWHEEL_TORCH_THREADS"):
+            torch.set_num_threads(int(os.environ.get("FLYWHEEL_TORCH_THREADS", "1")))
+        dev = torch.device("cpu")
+    if world == 1:  # one process (by hand, or torchrun --nproc-per-node 1): no process group, no DDP
+        return DistContext(rank=0, world_size=1, local_rank=0, device=dev, backend="none")
+    backend = "nccl" if use_cuda else "gloo"
+    kwargs = {"device_id": dev} if use_cuda else {}
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s), **kwargs)
+    return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev, backend=backend)
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()

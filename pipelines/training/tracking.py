@@ -1,0 +1,165 @@
+"""MLflow logging from rank 0: parameters, per-epoch metrics, lineage tags, dataset inputs, plots, model.
+
+Lineage tags on every run (and on the registered model version):
+  flywheel.lakefs.repository, flywheel.lakefs.commit, flywheel.dataset.uri   the exact data version
+  flywheel.spec, flywheel.spec_hash                                         the dataset spec
+  flywheel.code_version (+ mlflow.source.git.commit when known)             git SHA, or "unknown"
+  dagster.run_id                                                            the Dagster run ("" by hand)
+  flywheel.world_size, flywheel.nodes, flywheel.backend, flywheel.hardware  where it ran
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipelines.config import project_root
+
+TAG_REPOSITORY = "flywheel.lakefs.repository"
+TAG_COMMIT = "flywheel.lakefs.commit"
+TAG_DATASET_URI = "flywheel.dataset.uri"
+TAG_SPEC = "flywheel.spec"
+TAG_SPEC_HASH = "flywheel.spec_hash"
+TAG_CODE_VERSION = "flywheel.code_version"
+TAG_DAGSTER_RUN = "dagster.run_id"
+TAG_WORLD_SIZE = "flywheel.world_size"
+TAG_NODES = "flywheel.nodes"
+TAG_BACKEND = "flywheel.backend"
+TAG_HARDWARE = "flywheel.hardware"
+LINEAGE_TAGS = (
+    TAG_REPOSITORY,
+    TAG_COMMIT,
+    TAG_DATASET_URI,
+    TAG_SPEC,
+    TAG_SPEC_HASH,
+    TAG_CODE_VERSION,
+    TAG_DAGSTER_RUN,
+    TAG_WORLD_SIZE,
+    TAG_NODES,
+    TAG_BACKEND,
+    TAG_HARDWARE,
+)
+
+
+def code_version() -> str:
+    """FLYWHEEL_CODE_VERSION (set when an image is built), else the checkout's git SHA (+"-dirty"), else "unknown"."""
+    if os.environ.get("FLYWHEEL_CODE_VERSION"):
+        return os.environ["FLYWHEEL_CODE_VERSION"]
+    try:
+        root = project_root()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class RunTracker:
+    """One MLflow run, resumable: its id is kept beside the checkpoints so a restarted worker continues it."""
+
+    def __init__(self, experiment: str, run_id_store=None) -> None:
+        import mlflow
+
+        self._mlflow = mlflow
+        self.experiment = experiment
+        self._store = run_id_store
+        self.run_id: str | None = None
+
+    def start(self, run_name: str, tags: Mapping[str, str]) -> str:
+        mlflow = self._mlflow
+        mlflow.set_experiment(self.experiment)
+        previous = self._store.read_value("mlflow_run_id") if self._store else None
+        if previous:
+            run = mlflow.start_run(run_id=previous)
+        else:
+            run = mlflow.start_run(run_name=run_name, tags=dict(tags))
+            if self._store:
+                self._store.write_value("mlflow_run_id", run.info.run_id)
+        mlflow.set_tags(dict(tags))
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        # A resumed run re-logs the same values, which MLflow accepts.
+        self._mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+        if clean:
+            self._mlflow.log_metrics(clean, step=step)
+
+    def log_dataset(self, df: pd.DataFrame, source_uri: str, name: str, context: str, targets: str) -> None:
+        import mlflow.data
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        try:
+            source = resolve_dataset_source(source_uri)
+        except Exception:  # no source type claims lakefs://: record it as a plain URI (HTTP-style) source
+            source = source_uri
+        dataset = mlflow.data.from_pandas(df, source=source, name=name, targets=targets)
+        self._mlflow.log_input(dataset, context=context, tags={"uri": source_uri})
+
+    def log_artifacts(self, paths: list[Path], artifact_path: str) -> None:
+        for p in paths:
+            self._mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+    def log_model(
+        self,
+        artifacts: dict[str, str],
+        signature,
+        input_example: pd.DataFrame,
+        registered_name: str | None,
+        version_tags: Mapping[str, str],
+    ) -> str | None:
+        """Log the pyfunc model and, with a name, register it; returns the model version (or None)."""
+        import mlflow.pyfunc
+        import torch
+
+        from pipelines.training.serving import FlywheelTabularModel
+
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=FlywheelTabularModel(),
+            artifacts=artifacts,
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=registered_name,
+            # Explicit requirements skip MLflow's slow inference; loading also needs this package.
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "pandas", "numpy", "mlflow"],
+        )
+        version = getattr(info, "registered_model_version", None)
+        if registered_name and version is not None:
+            client = self._mlflow.MlflowClient()
+            for key, value in version_tags.items():
+                client.set_model_version_tag(registered_name, str(version), key, value)
+            return str(version)
+        return None
+
+    def end(self, status: str = "FINISHED") -> None:
+        self._mlflow.end_run(status=status)
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    base = tracking_uri.rstrip("/")
+    if not base.startswith("http"):
+        return f"{base}#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def temporary_directory() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="flywheel-train-")
