@@ -1,0 +1,103 @@
+"""Creating a Spark session: local (`local[*]`), a cluster master (`SPARK_MASTER`) or Spark Connect.
+
+A local or cluster-master session runs a JVM in this process, so Java 17+ is checked first with a clear
+message instead of Py4J's "Java gateway process exited" traceback. Spark Connect needs no local Java.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from typing import Any
+
+from pipelines.errors import FlywheelError
+
+MIN_JAVA = 17
+
+
+class SparkSetupError(FlywheelError):
+    """Spark could not be started (no Java, wrong Java, unreachable Spark Connect server)."""
+
+
+def java_binary() -> str | None:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.path.exists(os.path.join(home, "bin", "java")):
+        return os.path.join(home, "bin", "java")
+    return shutil.which("java")
+
+
+def java_major_version(java: str) -> int:
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    text = out.stderr + out.stdout
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
+    if not match:
+        raise SparkSetupError(f"could not read the Java version from `{java} -version`: {text.strip()[:200]}")
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def check_java() -> str:
+    """The java binary Spark will use, or a SparkSetupError that says what to install."""
+    java = java_binary()
+    if java is None:
+        raise SparkSetupError(
+            f"Spark needs Java {MIN_JAVA}: no `java` on PATH and JAVA_HOME is not set. Install OpenJDK "
+            f"{MIN_JAVA} (e.g. `apt-get install openjdk-{MIN_JAVA}-jre-headless`) or use Spark Connect "
+            "(SPARK_REMOTE=sc://host:15002)"
+        )
+    major = java_major_version(java)
+    if major < MIN_JAVA:
+        raise SparkSetupError(
+            f"Spark 4 needs Java {MIN_JAVA} or newer, but {java} is Java {major}; install OpenJDK {MIN_JAVA} "
+            "and point JAVA_HOME at it"
+        )
+    return java
+
+
+def spark_session(
+    *,
+    master: str | None = None,
+    remote: str | None = None,
+    app_name: str = "flywheel",
+    shuffle_partitions: int = 8,
+    driver_memory: str = "2g",
+    conf: dict[str, str] | None = None,
+) -> Any:
+    """A SparkSession: Spark Connect when `remote` is set, else a JVM session on `master` (default local[*])."""
+    from pyspark.sql import SparkSession
+
+    extra = dict(conf or {})
+    if remote:
+        builder = SparkSession.builder.remote(remote).appName(app_name)
+        for key, value in extra.items():
+            builder = builder.config(key, value)
+        try:
+            return builder.getOrCreate()
+        except Exception as exc:  # grpc errors have many types; one clear sentence is what helps
+            raise SparkSetupError(f"could not reach Spark Connect at {remote}: {exc}") from exc
+    check_java()
+    builder = (
+        SparkSession.builder.master(master or "local[*]")
+        .appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.memory", driver_memory)
+    )
+    for key, value in extra.items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:
+        raise SparkSetupError(f"could not start Spark on {master or 'local[*]'}: {exc}") from exc
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def is_remote(session: Any) -> bool:
+    """True for a Spark Connect session (no JVM here, so local files are not readable by the server)."""
+    return type(session).__module__.startswith("pyspark.sql.connect")

@@ -1,0 +1,190 @@
+"""Validating a model table: the spec's GX suite plus dataset checks, with Data Docs saved as HTML.
+
+Dataset checks are the ones GX cannot express on one table: the quarantine fraction of this ingestion,
+and that the split is the deterministic hash of the entity key with no entity in two splits.
+The result is a `ValidationSummary`: JSON-able, recorded in the lakeFS commit and on the asset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.features.split import split_of
+from pipelines.layout import SPLIT_COLUMN
+from pipelines.quality.suite import build_suite, suite_name
+from pipelines.spec.model import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    success: bool
+    observed: Any
+    expected: str
+
+    def describe(self) -> str:
+        return f"{self.name}: observed {self.observed}, expected {self.expected}"
+
+
+@dataclass
+class ValidationSummary:
+    success: bool
+    suite: str
+    rows: int
+    quarantined: int
+    expectations: int
+    expectations_failed: int
+    failures: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    data_docs: str | None = None
+    label_rate: float | None = None
+    quarantine_fraction: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationSummary:
+        checks = [CheckResult(**c) for c in data.get("checks", [])]
+        return cls(**{**data, "checks": checks})
+
+    def headline(self) -> str:
+        if self.success:
+            return f"passed: {self.expectations} expectations and {len(self.checks)} dataset checks on {self.rows} rows"
+        return f"failed {len(self.failures)} of {self.expectations + len(self.checks)} checks: " + "; ".join(
+            self.failures[:5]
+        )
+
+
+def dataset_checks(
+    table: pa.Table, spec: DatasetSpec, *, valid_in_batch: int, quarantined_in_batch: int
+) -> list[CheckResult]:
+    """Quarantine fraction of this batch; split = hash(entity) and no entity in two splits."""
+    results = []
+    seen = valid_in_batch + quarantined_in_batch
+    fraction = quarantined_in_batch / seen if seen else 0.0
+    results.append(
+        CheckResult(
+            "quarantine_fraction",
+            fraction <= spec.gates.max_quarantine_fraction,
+            round(fraction, 6),
+            f"<= {spec.gates.max_quarantine_fraction} ({quarantined_in_batch} of {seen} events)",
+        )
+    )
+    pairs = table.select([spec.entity_key, SPLIT_COLUMN]).group_by([spec.entity_key, SPLIT_COLUMN]).aggregate([])
+    keys = pairs.column(spec.entity_key).to_pylist()
+    splits = pairs.column(SPLIT_COLUMN).to_pylist()
+    leaked = len(keys) - len(set(keys))
+    results.append(CheckResult("no_entity_in_two_splits", leaked == 0, leaked, "0 entities in more than one split"))
+    wrong = sum(1 for k, s in zip(keys, splits, strict=True) if split_of(k, spec) != s)
+    results.append(
+        CheckResult("split_is_deterministic_hash", wrong == 0, wrong, f"0 entities off hash(salt={spec.split.salt!r})")
+    )
+    return results
+
+
+def _to_pandas(table: pa.Table) -> Any:
+    import pandas as pd
+
+    # Nullable integers stay integers (Int64) instead of turning into float64 with NaN.
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}.get)
+
+
+def run_gx(table: pa.Table, spec: DatasetSpec, gx_dir: Path, run_name: str) -> tuple[Any, str | None]:
+    """Run the spec's suite on the table in a file-backed GX context; returns (result, Data Docs page)."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no phoning home from a pipeline run
+    gx_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    suite = context.suites.add_or_update(build_suite(spec))
+    source = context.data_sources.add_or_update_pandas(name="flywheel")
+    asset_name = f"{spec.name}_model_table"
+    asset = next((a for a in source.assets if a.name == asset_name), None) or source.add_dataframe_asset(
+        name=asset_name
+    )
+    batch_def = next((b for b in asset.batch_definitions if b.name == "whole_table"), None)
+    batch_def = batch_def or asset.add_batch_definition_whole_dataframe("whole_table")
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite_name(spec), data=batch_def, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{spec.name}_ingest",
+            validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": _to_pandas(table)}, run_id=RunIdentifier(run_name=run_name))
+    identifier, validation_result = next(iter(result.run_results.items()))
+    docs = None
+    try:
+        urls = context.get_docs_sites_urls(resource_identifier=identifier)
+        docs = next((u["site_url"] for u in urls if u.get("site_url")), None)
+    except Exception as exc:  # docs are a convenience; never fail validation over them
+        log.warning("could not resolve the Data Docs page: %s", exc)
+    return validation_result, docs
+
+
+def _describe_failure(res: Any) -> str:
+    config = res.expectation_config
+    kwargs = config.kwargs
+    column = kwargs.get("column")
+    observed = res.result.get("observed_value")
+    if observed is None and "unexpected_count" in res.result:
+        sample = res.result.get("partial_unexpected_list") or []
+        observed = f"{res.result['unexpected_count']} unexpected, e.g. {sample[:3]}"
+    where = f"[{column}]" if column else ""
+    return f"{config.type}{where}: observed {observed}"
+
+
+def validate_model_table(
+    table: pa.Table,
+    spec: DatasetSpec,
+    *,
+    valid_in_batch: int,
+    quarantined_in_batch: int,
+    gx_dir: Path,
+    run_name: str,
+) -> ValidationSummary:
+    """The blocking gate: GX suite + dataset checks. Never raises for bad data; returns success=False."""
+    checks = dataset_checks(table, spec, valid_in_batch=valid_in_batch, quarantined_in_batch=quarantined_in_batch)
+    gx_result, docs = run_gx(table, spec, gx_dir, run_name)
+    failures = [_describe_failure(r) for r in gx_result.results if not r.success]
+    failures += [c.describe() for c in checks if not c.success]
+    label_rate = None
+    if table.num_rows:
+        import pyarrow.compute as pc
+
+        label_rate = round(pc.mean(table.column(spec.label)).as_py(), 6)
+    seen = valid_in_batch + quarantined_in_batch
+    return ValidationSummary(
+        success=bool(gx_result.success) and all(c.success for c in checks),
+        suite=suite_name(spec),
+        rows=table.num_rows,
+        quarantined=quarantined_in_batch,
+        expectations=len(gx_result.results),
+        expectations_failed=sum(1 for r in gx_result.results if not r.success),
+        failures=failures,
+        checks=checks,
+        data_docs=docs,
+        label_rate=label_rate,
+        quarantine_fraction=round(quarantined_in_batch / seen, 6) if seen else 0.0,
+    )
