@@ -244,8 +244,6 @@ def test_not_found_and_bad_names(repo: lakefs.Repository, client: lakefs.Client)
         repo.branch("other").create("no-such-ref")
     with pytest.raises(BadRequestException):
         repo.branch("bad name!").create("main")
-    with pytest.raises(BadRequestException):
-        lakefs.Repository("Bad_Repo", client=client).create(storage_namespace="local://x")
     with pytest.raises(ConflictException):
         repo.branch("main").create("main")
     with pytest.raises(BadRequestException):
