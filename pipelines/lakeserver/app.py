@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from pipelines.lakeserver import names
 from pipelines.lakeserver.auth import BasicAuthMiddleware, Credentials
-from pipelines.lakeserver.errors import BadRequest, LakeServerError, RangeNotSatisfiable
+from pipelines.lakeserver.errors import BadRequest, Conflict, LakeServerError, RangeNotSatisfiable
 from pipelines.lakeserver.store import Store, metadata_json, page_size
 from pipelines.lakeserver.trees import Entry
 
@@ -343,7 +343,14 @@ class Api:
 
     async def merge(self, request: Request) -> Response:
         body = await _body(request)
-        commit_id = await run_in_threadpool(
+        try:
+            commit_id = await self._merge(request, body)
+        except Conflict as exc:  # swagger.yml: a merge conflict answers a MergeResult
+            return _json({"reference": "", "message": exc.message}, 409)
+        return _json({"reference": commit_id})
+
+    async def _merge(self, request: Request, body: dict) -> str:
+        return await run_in_threadpool(
             self.store.merge,
             self._p(request, "repository"),
             self._p(request, "sourceRef"),
@@ -354,7 +361,6 @@ class Api:
             bool(body.get("allow_empty", False)),
             bool(body.get("squash_merge", False)),
         )
-        return _json({"reference": commit_id})
 
     # ---- objects -----------------------------------------------------------------------------------
 
