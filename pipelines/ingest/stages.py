@@ -1,0 +1,476 @@
+"""Write-audit-publish ingestion as plain functions: one per stage, so a Dagster step, the CLI and a test
+run the same code. Stages hand each other small JSON-able records; the data itself lives on the branch.
+
+    raw = ingest_raw(lake, consumer_factory, spec, run_id)     # Kafka -> raw/ + quarantine/ + offsets
+    feats = build_features(lake, spark, spec, raw)             # Spark model table -> features/<spec>/
+    summary = validate(lake, spec, raw, feats)                 # GX + dataset checks (the gate)
+    done = publish(lake, spec, raw, feats, summary)            # one merge into main, then a tag
+
+Exactly once: the run branch starts at the commit of `main` whose offsets file the run read, and the
+offsets the run reached are committed on that branch with the data they produced. `main` moves only by
+the final merge, which succeeds only if `main` is still at that commit, so a crash anywhere before it
+leaves `main` (data and offsets) as it was and the next run re-reads the same events; a crash after it
+leaves the new offsets on `main` and the next run starts after them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipelines import layout
+from pipelines.config import state_dir
+from pipelines.errors import FlywheelError
+from pipelines.ingest.consume import consume
+from pipelines.ingest.parse import StagedWriter
+from pipelines.lake import MAIN, Lake, LakeConflictError, lake_uri, run_branch_name
+from pipelines.spec.loader import spec_hash
+from pipelines.spec.model import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+BRANCH_PREFIX = "ingest"
+META_PREFIX = "flywheel."
+DATASET_KIND = "dataset"
+FEATURE_ROWS_PER_FILE = 1_000_000
+
+
+class ValidationFailedError(FlywheelError):
+    """The gate failed: the branch is kept for inspection and `main` is untouched."""
+
+
+class StaleBaseError(FlywheelError):
+    """`main` moved since this run read its offsets (another run published): nothing is merged."""
+
+
+@dataclass
+class IngestSettings:
+    """Bounds and tuning of one run. `max_events=None` reads until caught up (or `max_seconds`)."""
+
+    max_events: int | None = 5_000_000
+    max_seconds: float = 600.0
+    poll_timeout_ms: int = 500
+    rows_per_file: int = 1_000_000
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RawBatch:
+    run_id: str
+    spec: str
+    topic: str
+    base_commit: str  # the `main` commit whose offsets this run started from
+    branch: str | None  # None when nothing new was found
+    commit: str | None
+    start_offsets: dict[str, int]
+    next_offsets: dict[str, int]
+    offset_ranges: dict[str, list[int]]
+    events: int
+    valid: int
+    quarantined: int
+    reasons: dict[str, int]
+    raw_paths: list[str]
+    quarantine_paths: list[str]
+    stopped_by: str
+    seconds: dict[str, float]
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.events == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FeatureBatch:
+    branch: str
+    commit: str
+    rows: int
+    raw_rows: int
+    duplicates_dropped: int
+    splits: dict[str, int]
+    entities: int
+    paths: list[str]
+    vocabularies: dict[str, list[str]]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Published:
+    commit: str  # the commit `main` points at now: what training resolves and pins
+    tag: str
+    version: int
+    metadata: dict[str, str]
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+
+
+def _cache_dir(lake: Lake) -> Path:
+    return state_dir() / "cache" / "lakefs" / lake.repository_id
+
+
+def _cache_key(checksum: str, size: int | None) -> str:
+    return f"{checksum}-{size or 0}.parquet"
+
+
+def _remember(lake: Lake, ref: str, pairs: list[tuple[Path, str]]) -> None:
+    """Move uploaded local files into the content cache (keyed by lakeFS checksum) for later stages."""
+    cache = _cache_dir(lake)
+    cache.mkdir(parents=True, exist_ok=True)
+    infos = {}
+    for prefix in sorted({path.rsplit("/", 1)[0] + "/" for _, path in pairs}):
+        infos.update({o.path: o for o in lake.list_objects(ref, prefix)})
+    for local, path in pairs:
+        info = infos.get(path)
+        if info is not None:
+            os.replace(local, cache / _cache_key(info.checksum, info.size_bytes))
+
+
+def local_copies(lake: Lake, ref: str, prefix: str, suffix: str = ".parquet") -> list[Path]:
+    """Local files for every object under prefix at ref: from the content cache, downloading misses."""
+    cache = _cache_dir(lake)
+    files = []
+    for info in lake.list_objects(ref, prefix):
+        if not info.path.endswith(suffix):
+            continue
+        local = cache / _cache_key(info.checksum, info.size_bytes)
+        if not local.exists():
+            tmp = local.with_suffix(f".{os.getpid()}.part")
+            lake.download_file(ref, info.path, tmp)
+            os.replace(tmp, local)
+        files.append(local)
+    return files
+
+
+def read_offsets(lake: Lake, ref: str, spec: DatasetSpec) -> dict[int, int]:
+    path = layout.offsets_path(spec)
+    if not lake.exists(ref, path):
+        return {}
+    return {int(p): int(o) for p, o in lake.read_json(ref, path).items()}
+
+
+def base_metadata(spec: DatasetSpec, run_id: str) -> dict[str, str]:
+    return {
+        f"{META_PREFIX}kind": DATASET_KIND,
+        f"{META_PREFIX}spec": spec.name,
+        f"{META_PREFIX}spec_hash": spec_hash(spec),
+        f"{META_PREFIX}run_id": run_id,
+        f"{META_PREFIX}topic": spec.topic.name,
+    }
+
+
+# ---- stage 1: Kafka -> raw + quarantine on the run branch --------------------------------------------
+
+
+def ingest_raw(
+    lake: Lake,
+    consumer_factory: Callable[[], Any],
+    spec: DatasetSpec,
+    run_id: str,
+    settings: IngestSettings | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RawBatch:
+    """Read new events from `main`'s offsets; write raw, quarantine and new offsets on a run branch.
+
+    Nothing new: no branch, no commit (RawBatch.nothing_new).
+    """
+    settings = settings or IngestSettings()
+    lake.ensure_repository()
+    recover_tag(lake, spec)
+    base = lake.resolve(MAIN)
+    stored = read_offsets(lake, base, spec)
+
+    staging = state_dir() / "ingest" / run_branch_name(run_id, BRANCH_PREFIX)
+    shutil.rmtree(staging, ignore_errors=True)
+    writer = StagedWriter(spec, staging, run_branch_name(run_id, "run"), rows_per_file=settings.rows_per_file)
+    consumer = consumer_factory()
+    try:
+        t0 = time.monotonic()
+        result = consume(
+            consumer,
+            spec.topic.name,
+            stored,
+            writer,
+            max_events=settings.max_events,
+            max_seconds=settings.max_seconds,
+            poll_timeout_ms=settings.poll_timeout_ms,
+            progress=progress,
+        )
+        staged = writer.close()
+        t_consume = time.monotonic() - t0
+    finally:
+        consumer.close()
+
+    batch = RawBatch(
+        run_id=run_id,
+        spec=spec.name,
+        topic=spec.topic.name,
+        base_commit=base,
+        branch=None,
+        commit=None,
+        start_offsets={str(p): o for p, o in sorted(result.start_offsets.items())},
+        next_offsets={str(p): o for p, o in sorted(result.next_offsets.items())},
+        offset_ranges=result.offset_ranges,
+        events=result.events,
+        valid=staged.valid,
+        quarantined=staged.quarantined,
+        reasons=dict(staged.reasons.most_common()),
+        raw_paths=[],
+        quarantine_paths=[],
+        stopped_by=result.stopped_by,
+        seconds={"consume_parse": round(t_consume, 3)},
+    )
+    if staged.valid + staged.quarantined != result.events:  # a bug guard: every event is accounted for
+        raise FlywheelError(f"read {result.events} events but staged {staged.valid + staged.quarantined}")
+    if batch.nothing_new:
+        shutil.rmtree(staging, ignore_errors=True)
+        log.info("nothing new on %s after offsets %s: no branch, no commit", spec.topic.name, batch.start_offsets)
+        return batch
+
+    t0 = time.monotonic()
+    branch = run_branch_name(run_id, BRANCH_PREFIX)
+    lake.delete_branch(branch, missing_ok=True)  # a retried run starts its branch over
+    lake.create_branch(branch, source=base)
+    uploads: list[tuple[Path, str]] = []
+    for local in staged.raw_files:
+        uploads.append((local, layout.raw_prefix(spec) + local.name))
+    for local in staged.quarantine_files:
+        uploads.append((local, layout.quarantine_prefix(spec) + local.name))
+    for local, path in uploads:
+        lake.upload_file(branch, path, local, "application/vnd.apache.parquet")
+    lake.write_json(branch, layout.offsets_path(spec), batch.next_offsets)
+    batch.raw_paths = [p for _, p in uploads if p.startswith(layout.raw_prefix(spec))]
+    batch.quarantine_paths = [p for _, p in uploads if p.startswith(layout.quarantine_prefix(spec))]
+    meta = {
+        **base_metadata(spec, run_id),
+        f"{META_PREFIX}stage": "raw",
+        f"{META_PREFIX}offsets": json.dumps(batch.next_offsets, sort_keys=True),
+        f"{META_PREFIX}offset_ranges": json.dumps(batch.offset_ranges, sort_keys=True),
+        f"{META_PREFIX}valid": str(batch.valid),
+        f"{META_PREFIX}quarantined": str(batch.quarantined),
+    }
+    batch.commit = lake.commit(branch, f"raw events of {spec.topic.name} for run {run_id}", meta)
+    batch.branch = branch
+    _remember(lake, batch.commit, uploads)
+    shutil.rmtree(staging, ignore_errors=True)
+    batch.seconds["raw_write"] = round(time.monotonic() - t0, 3)
+    return batch
+
+
+# ---- stage 2: Spark model table ------------------------------------------------------------------------
+
+
+def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> FeatureBatch:
+    """Rebuild features/<spec>/ on the run branch from all raw events there (history of every run)."""
+    import pyarrow as pa
+
+    from pipelines.features.build import build_model_table, to_arrow, vocabularies, vocabularies_json
+    from pipelines.features.spark import is_remote
+
+    if raw.branch is None or raw.commit is None:
+        raise FlywheelError("build_features needs a raw batch with a branch (nothing new was ingested)")
+    t0 = time.monotonic()
+    files = local_copies(lake, raw.commit, layout.raw_prefix(spec))
+    if is_remote(spark):  # Spark Connect: the server cannot read our disk, so ship the rows as Arrow
+        frame = spark.createDataFrame(pa.concat_tables(pq.read_table(f) for f in files))
+    else:
+        frame = spark.read.parquet(*(str(f) for f in files))
+    table = to_arrow(build_model_table(frame, spec), spec)
+    raw_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    vocab = vocabularies(table, spec)
+
+    out_dir = state_dir() / "ingest" / f"{raw.branch}-features"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    prefix = layout.features_prefix(spec)
+    uploads: list[tuple[Path, str]] = []
+    for n, start in enumerate(range(0, max(table.num_rows, 1), FEATURE_ROWS_PER_FILE)):
+        local = out_dir / f"part-{n:05d}.parquet"
+        pq.write_table(table.slice(start, FEATURE_ROWS_PER_FILE), local, compression="zstd")
+        uploads.append((local, prefix + local.name))
+    # Replace the previous table: drop parts this build does not rewrite.
+    keep = {p for _, p in uploads}
+    stale = [p for p in lake.list_paths(raw.commit, prefix) if p not in keep and not p.startswith(f"{prefix}_meta/")]
+    if stale:
+        lake.delete_objects(raw.branch, stale)
+    for local, path in uploads:
+        lake.upload_file(raw.branch, path, local, "application/vnd.apache.parquet")
+    lake.write_bytes(raw.branch, layout.vocabularies_path(spec), vocabularies_json(vocab), "application/json")
+    splits = {s["values"]: s["counts"] for s in table.column(layout.SPLIT_COLUMN).value_counts().to_pylist()}
+    entities = pa.compute.count_distinct(table.column(spec.entity_key)).as_py()
+    meta = {
+        **base_metadata(spec, raw.run_id),
+        f"{META_PREFIX}stage": "features",
+        f"{META_PREFIX}rows": str(table.num_rows),
+        f"{META_PREFIX}splits": json.dumps(splits, sort_keys=True),
+    }
+    commit = lake.commit(raw.branch, f"model table {spec.name} for run {raw.run_id}", meta)
+    _remember(lake, commit, uploads)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return FeatureBatch(
+        branch=raw.branch,
+        commit=commit,
+        rows=table.num_rows,
+        raw_rows=raw_rows,
+        duplicates_dropped=raw_rows - table.num_rows,
+        splits=splits,
+        entities=entities,
+        paths=[p for _, p in uploads],
+        vocabularies=vocab,
+        seconds=round(time.monotonic() - t0, 3),
+    )
+
+
+# ---- stage 3: validation (the gate) and publication -------------------------------------------------------
+
+
+def gx_dir() -> Path:
+    return state_dir() / "gx"
+
+
+def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) -> Any:
+    """Run the gate on the model table at the features commit; record the summary on the branch.
+
+    Returns a ValidationSummary; never merges. The caller fails the run when `summary.success` is False.
+    """
+    import pyarrow as pa
+
+    from pipelines.features.build import model_table_schema
+    from pipelines.quality.validate import validate_model_table
+
+    files = local_copies(lake, feats.commit, layout.features_prefix(spec))
+    table = pa.concat_tables(pq.read_table(f) for f in files).cast(model_table_schema(spec))
+    summary = validate_model_table(
+        table,
+        spec,
+        valid_in_batch=raw.valid,
+        quarantined_in_batch=raw.quarantined,
+        gx_dir=gx_dir(),
+        run_name=raw.run_id,
+    )
+    record = {**summary.to_dict(), "run_id": raw.run_id, "features_commit": feats.commit}
+    lake.write_json(feats.branch, layout.VALIDATION_PREFIX + f"{spec.name}.json", record)
+    meta = {
+        **base_metadata(spec, raw.run_id),
+        f"{META_PREFIX}stage": "validation",
+        f"{META_PREFIX}validation": "passed" if summary.success else "failed",
+        f"{META_PREFIX}validation_summary": summary.headline()[:1000],
+    }
+    lake.commit(feats.branch, f"validation {'passed' if summary.success else 'FAILED'} for run {raw.run_id}", meta)
+    return summary
+
+
+def failure_message(lake: Lake, raw: RawBatch, summary: Any) -> str:
+    main_now = lake.resolve(MAIN)
+    return (
+        f"dataset validation failed ({summary.headline()}). Nothing was published: main is untouched at "
+        f"{main_now}; the data is kept on branch {raw.branch!r} "
+        f"({lake_uri(lake.repository_id, raw.branch or '', '')}) for inspection. Data Docs: {summary.data_docs}"
+    )
+
+
+def dataset_version(lake: Lake, ref: str, spec: DatasetSpec) -> int:
+    """The version number of the dataset of `spec` published at ref (0 before the first)."""
+    path = layout.VALIDATION_PREFIX + f"{spec.name}.json"
+    if not lake.exists(ref, path):
+        return 0
+    return int(lake.read_json(ref, path).get("dataset_version", 0))
+
+
+def tag_name(spec: DatasetSpec, version: int) -> str:
+    return f"dataset-{spec.name}-{version}"
+
+
+def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, summary: Any) -> Published:
+    """Commit the metadata and merge the run branch into main in one step, then tag the version.
+
+    Refuses when the validation on the branch did not pass, or when main moved since the run read its
+    offsets (the merge would count events twice or skip them); in both cases main stays untouched.
+    """
+    if not summary.success:
+        raise ValidationFailedError(failure_message(lake, raw, summary))
+    head = lake.resolve(MAIN)
+    if head != raw.base_commit and read_offsets(lake, head, spec) != read_offsets(lake, raw.base_commit, spec):
+        raise StaleBaseError(
+            f"main moved from {raw.base_commit} to {head} with new offsets while run {raw.run_id} was ingesting "
+            f"(another ingestion published first); nothing merged, branch {raw.branch!r} kept; run again to "
+            "ingest from main's new offsets"
+        )
+    version = dataset_version(lake, head, spec) + 1
+    tag = tag_name(spec, version)
+    validation_path = layout.VALIDATION_PREFIX + f"{spec.name}.json"
+    record = lake.read_json(feats.branch, validation_path)
+    record["dataset_version"] = version
+    lake.write_json(feats.branch, validation_path, record)
+    meta = {
+        **base_metadata(spec, raw.run_id),
+        f"{META_PREFIX}stage": "published",
+        f"{META_PREFIX}dataset_version": str(version),
+        f"{META_PREFIX}dataset_tag": tag,
+        f"{META_PREFIX}base_commit": raw.base_commit,
+        f"{META_PREFIX}offsets": json.dumps(raw.next_offsets, sort_keys=True),
+        f"{META_PREFIX}start_offsets": json.dumps(raw.start_offsets, sort_keys=True),
+        f"{META_PREFIX}offset_ranges": json.dumps(raw.offset_ranges, sort_keys=True),
+        f"{META_PREFIX}events": str(raw.events),
+        f"{META_PREFIX}valid": str(raw.valid),
+        f"{META_PREFIX}quarantined": str(raw.quarantined),
+        f"{META_PREFIX}rows": str(feats.rows),
+        f"{META_PREFIX}splits": json.dumps(feats.splits, sort_keys=True),
+        f"{META_PREFIX}features_path": layout.features_prefix(spec),
+        f"{META_PREFIX}validation": "passed",
+        f"{META_PREFIX}validation_summary": json.dumps(_compact(summary), sort_keys=True),
+        f"{META_PREFIX}data_docs": summary.data_docs or "",
+    }
+    message = f"dataset {spec.name} v{version}: {raw.valid} new events, {feats.rows} rows (run {raw.run_id})"
+    # The final branch commit carries the metadata too, so a fast-forward merge shows it on main as well.
+    lake.commit(feats.branch, message, meta)
+    try:
+        commit = lake.merge(feats.branch, MAIN, message, meta)
+    except LakeConflictError as exc:
+        raise StaleBaseError(
+            f"merging {feats.branch!r} into main conflicted ({exc}): another ingestion published first; "
+            "nothing merged, the branch is kept; run again"
+        ) from exc
+    lake.tag(tag, commit, exist_ok=True)
+    lake.delete_branch(feats.branch, missing_ok=True)
+    return Published(commit=commit, tag=tag, version=version, metadata=meta)
+
+
+def _compact(summary: Any) -> dict[str, Any]:
+    return {
+        "success": summary.success,
+        "suite": summary.suite,
+        "expectations": summary.expectations,
+        "expectations_failed": summary.expectations_failed,
+        "checks": {c.name: c.success for c in summary.checks},
+        "rows": summary.rows,
+        "label_rate": summary.label_rate,
+        "quarantine_fraction": summary.quarantine_fraction,
+    }
+
+
+def recover_tag(lake: Lake, spec: DatasetSpec) -> str | None:
+    """If a run died between its merge and its tag, tag main's head now (tags are names, not data)."""
+    try:
+        meta = lake.commit_info(MAIN).metadata or {}
+    except FlywheelError:
+        return None
+    tag = meta.get(f"{META_PREFIX}dataset_tag")
+    if not tag or meta.get(f"{META_PREFIX}spec") != spec.name:
+        return None
+    lake.tag(tag, lake.resolve(MAIN), exist_ok=True)
+    return tag
