@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -27,6 +27,9 @@ import pyarrow.parquet as pq
 from pipelines import layout
 from pipelines.errors import FlywheelError
 from pipelines.spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from pipelines.lake import Lake
 
 # lakeFS commit ids are hex digests (64 chars for lakeFS itself); branch names are not accepted here.
 COMMIT_ID = re.compile(r"^[0-9a-f]{12,64}$")
@@ -99,45 +102,33 @@ class LocalStore:
 
 
 class LakeFSStore:
-    """One commit of a lakeFS repository through the official `lakefs` SDK."""
+    """One commit of a lakeFS repository, through `pipelines.lake.Lake` (official SDK, timeouts, clear errors)."""
 
-    def __init__(self, repository: str, commit: str, client: object | None = None) -> None:
-        import lakefs
+    def __init__(self, repository: str, commit: str, lake: Lake | None = None) -> None:
+        from dataclasses import replace as _replace
 
+        from pipelines.lake import Lake, LakeFSSettings
+
+        if lake is None:
+            settings = LakeFSSettings.from_env()
+            lake = Lake(_replace(settings, repository=repository))
+        self.lake = lake
         self.repository = repository
         self.commit = commit
-        self._ref = lakefs.Repository(repository, client=client or lakefs_client_from_env()).ref(commit)
 
     def list(self, prefix: str) -> list[str]:
-        return sorted(o.path for o in self._ref.objects(prefix=prefix) if hasattr(o, "size_bytes"))
+        return sorted(self.lake.list_paths(self.commit, prefix))
 
     def read(self, path: str) -> bytes:
-        with self._ref.object(path).reader(mode="rb") as f:
-            return f.read()
+        return self.lake.read_bytes(self.commit, path)
 
     def exists(self, path: str) -> bool:
-        return self._ref.object(path).exists()
+        return self.lake.exists(self.commit, path)
 
 
-def lakefs_client_from_env() -> object:
-    """An SDK client from LAKEFS_ENDPOINT / LAKEFS_ACCESS_KEY_ID / LAKEFS_SECRET_ACCESS_KEY (env, then stack.env)."""
-    import lakefs
-
-    from pipelines.config import setting
-
-    host = setting("LAKEFS_ENDPOINT")
-    if not host:
-        raise FlywheelError("no lakeFS server configured: run `flywheel up` or set LAKEFS_ENDPOINT")
-    return lakefs.Client(
-        host=host,
-        username=setting("LAKEFS_ACCESS_KEY_ID"),
-        password=setting("LAKEFS_SECRET_ACCESS_KEY"),
-    )
-
-
-def open_store(location: DataLocation, client: object | None = None) -> TableStore:
+def open_store(location: DataLocation, lake: Lake | None = None) -> TableStore:
     if location.scheme == "lakefs":
-        return LakeFSStore(location.repository, location.commit, client)
+        return LakeFSStore(location.repository, location.commit, lake)
     return LocalStore(location.root)
 
 

@@ -1,0 +1,97 @@
+"""trained_model: distributed PyTorch training on the exact lakeFS commit `main` points at when the run starts.
+
+Thin: resolve the data version, hand the trainer (resources/training.py: local torchrun or Kubernetes)
+the commit URI and the service endpoints, and turn the trainer's Pipes report into metadata and a
+`TrainedModel` record for the optimize / evaluate / deploy stages.
+
+No RetryPolicy on purpose: a dead worker is already restarted inside the attempt (torchrun --max-restarts,
+resuming from the last checkpoint), the usual remaining failures (bad data, OOM, no GPU capacity) fail the
+same way again, and a step retry after registration would register a duplicate model version.
+"""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from pipelines import layout
+from pipelines.lake import MAIN, lake_uri
+from pipelines.spec import builtin_specs, load_spec, resolve_spec_path, spec_hash
+from pipelines.training.record import TrainedModel
+from pipelines.training.tracking import run_url
+from resources.lakefs import LakeFSResource
+from resources.mlflow import MLflowResource
+from resources.training import TrainingLauncher
+
+
+def spec_argument() -> str:
+    """The spec as the trainer should name it: a built-in name, or the YAML path (must exist in the image)."""
+    path = resolve_spec_path()
+    return path.stem if path.parent.name == "builtin" and path.stem in builtin_specs() else str(path)
+
+
+@asset(
+    group_name="training",
+    deps=[AssetKey("validated_dataset")],
+    description="The spec's model trained with DDP on lakeFS main (pinned to its commit id), logged and "
+    "registered in MLflow.",
+    kinds={"pytorch", "mlflow"},
+)
+def trained_model(
+    context: AssetExecutionContext, trainer: TrainingLauncher, lakefs: LakeFSResource, mlflow: MLflowResource
+) -> Output[TrainedModel]:
+    spec = load_spec()
+    commit = lakefs.resolve(MAIN)  # pinned once: training reads this commit, whatever lands on main meanwhile
+    repository = lakefs.settings().repository
+    table = layout.features_prefix(spec)
+    if not any(p.endswith(".parquet") for p in lakefs.list_paths(commit, table)):
+        raise Failure(
+            f"lakeFS {repository}@main (commit {commit[:12]}) has no model table under {table!r}: "
+            "run ingest_job first so that a validated dataset is merged into main"
+        )
+    data_uri = lake_uri(repository, commit)
+    context.log.info(f"training {spec.name} on {data_uri} ({trainer.describe()})")
+
+    settings = lakefs.settings()
+    env = {
+        **mlflow.env(),
+        "LAKEFS_ENDPOINT": settings.endpoint,
+        "LAKEFS_REPOSITORY": repository,
+        "LAKEFS_ACCESS_KEY_ID": settings.access_key_id,
+        "LAKEFS_SECRET_ACCESS_KEY": settings.secret_access_key,
+        "DAGSTER_RUN_ID": context.run_id,
+    }
+    args = ["--data", data_uri, "--spec", spec_argument(), "--experiment", mlflow.experiment]
+    invocation = trainer.launch(context, args, env, extras={"lakefs_commit": commit, "spec_hash": spec_hash(spec)})
+
+    reported = [r for r in invocation.get_results() if isinstance(r, MaterializeResult)]
+    if not reported or "trained_model" not in (reported[-1].metadata or {}):
+        raise Failure(
+            "the trainer exited without reporting a result through Dagster Pipes: see the step's logs "
+            "(stdout/stderr of the workers) for what happened"
+        )
+    metadata = dict(reported[-1].metadata or {})
+    record = TrainedModel.from_dict(metadata["trained_model"].value)
+    tracking_uri = mlflow.resolved_tracking_uri()
+    experiment = mlflow.client().get_run(record.mlflow_run_id).info.experiment_id if record.mlflow_run_id else "0"
+    metadata.update(
+        {
+            "mlflow_run": MetadataValue.url(run_url(tracking_uri, experiment, record.mlflow_run_id)),
+            "model_uri": MetadataValue.text(record.model_uri),
+            "registered_model": MetadataValue.url(
+                f"{tracking_uri.rstrip('/')}/#/models/{record.model_name}/versions/{record.model_version}"
+            ),
+            "lakefs_commit": MetadataValue.text(commit),
+            "dataset_uri": MetadataValue.text(lake_uri(repository, commit, table)),
+            "launcher": MetadataValue.text(trainer.describe()),
+        }
+    )
+    return Output(record, metadata=metadata, data_version=DataVersion(commit))
