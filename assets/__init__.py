@@ -1,6 +1,6 @@
 """Software-defined assets, one module per stage. Thin: wire resources to `pipelines`, attach metadata."""
 
 ASSET_MODULES = [
-    # "assets.ingest",
+    "assets.ingest",
     # "assets.training",
 ]

@@ -5,7 +5,7 @@ Groups: ingestion (raw_events, features, validated_dataset), training, optimizat
 
 from __future__ import annotations
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
 INGESTION_GROUPS = ("ingestion",)
 RETRAIN_GROUPS = ("training", "optimization", "evaluation", "deployment")
@@ -16,16 +16,12 @@ retrain_selection = AssetSelection.groups(*RETRAIN_GROUPS)
 ingest_job = define_asset_job(
     "ingest_job",
     selection=ingestion_selection,
-    description=(
-        "Kafka -> raw_events -> features (Spark) -> validated_dataset (GX gate) -> merged into lakeFS main."
-    ),
+    description=("Kafka -> raw_events -> features (Spark) -> validated_dataset (GX gate) -> merged into lakeFS main."),
 )
 retrain_job = define_asset_job(
     "retrain_job",
     selection=retrain_selection,
-    description=(
-        "Train on the latest validated dataset -> optimize -> evaluate against the champion -> promote."
-    ),
+    description=("Train on the latest validated dataset -> optimize -> evaluate against the champion -> promote."),
 )
 pipeline_job = define_asset_job(
     "pipeline_job",
@@ -34,4 +30,11 @@ pipeline_job = define_asset_job(
 )
 
 JOBS = [ingest_job, retrain_job, pipeline_job]
-SCHEDULES: list = []
+ingest_hourly = ScheduleDefinition(
+    name="ingest_hourly",
+    job=ingest_job,
+    cron_schedule="0 * * * *",
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Ingest what arrived in the last hour (a run that finds nothing new commits nothing).",
+)
+SCHEDULES: list = [ingest_hourly]

@@ -10,7 +10,9 @@ from typing import Any
 
 from pipelines.config import profile as current_profile
 from resources.kafka import KafkaResource
+from resources.lakefs import LakeFSResource
 from resources.mlflow import MLflowResource
+from resources.spark import SparkResource
 
 
 def _common() -> dict[str, Any]:
@@ -21,11 +23,11 @@ def _common() -> dict[str, Any]:
 
 
 def _local() -> dict[str, Any]:
-    return {**_common()}
+    return {**_common(), "lakefs": LakeFSResource(), "spark": SparkResource(master="local[*]")}
 
 
 def _k8s() -> dict[str, Any]:
-    return {**_common()}
+    return {**_common(), "lakefs": LakeFSResource(), "spark": SparkResource(require_cluster=True)}
 
 
 def build_resources(profile: str | None = None) -> dict[str, Any]:

@@ -1,3 +1,5 @@
 """Sensors: Kafka lag, drift, canary analysis, run failure."""
 
-SENSORS: list = []
+from sensors.kafka_lag import kafka_lag_sensor
+
+SENSORS: list = [kafka_lag_sensor]

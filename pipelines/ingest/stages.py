@@ -82,13 +82,19 @@ class RawBatch:
     quarantine_paths: list[str]
     stopped_by: str
     seconds: dict[str, float]
+    spec_config: dict[str, Any] = field(default_factory=dict, repr=False)  # the exact spec, for later stages
 
     @property
     def nothing_new(self) -> bool:
         return self.events == 0
 
+    def dataset_spec(self) -> DatasetSpec:
+        return DatasetSpec.model_validate(self.spec_config)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("spec_config")
+        return data
 
 
 @dataclass
@@ -233,6 +239,7 @@ def ingest_raw(
         quarantine_paths=[],
         stopped_by=result.stopped_by,
         seconds={"consume_parse": round(t_consume, 3)},
+        spec_config=spec.model_dump(mode="json"),
     )
     if staged.valid + staged.quarantined != result.events:  # a bug guard: every event is accounted for
         raise FlywheelError(f"read {result.events} events but staged {staged.valid + staged.quarantined}")

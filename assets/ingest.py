@@ -1,0 +1,199 @@
+"""Ingestion assets (group "ingestion", job ingest_job): Kafka -> raw_events -> features -> validated_dataset.
+
+Thin wiring over `pipelines.ingest.stages`; the write-audit-publish logic and exactly-once argument live
+there. `validated_dataset` carries the blocking check `passes_expectations`: the GX suite and dataset
+checks run before the merge, and a failure ends the run naming the kept branch with `main` untouched.
+"""
+
+import json
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetObservation,
+    Config,
+    DataVersion,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+)
+from pydantic import Field
+
+from pipelines.ingest import stages
+from pipelines.ingest.runner import CONSUMER_DEFAULTS
+from pipelines.lake import lake_uri
+from pipelines.spec import load_spec
+from resources.kafka import KafkaResource
+from resources.lakefs import LakeFSResource
+from resources.spark import SparkResource
+
+GROUP = "ingestion"
+
+
+class IngestConfig(Config):
+    spec: str = Field(default="", description="spec path or built-in name; empty = FLYWHEEL_SPEC or transactions")
+    max_events: int | None = Field(default=5_000_000, description="stop reading after this many events")
+    max_seconds: float = Field(default=600.0, description="stop reading after this many seconds")
+
+
+def _spec(ref: str):
+    return load_spec(ref or None)  # the later stages use the exact spec recorded in RawBatch
+
+
+def _uri(lakefs: LakeFSResource, ref: str, path: str = "") -> MetadataValue:
+    return MetadataValue.url(lake_uri(lakefs.lake.repository_id, ref, path))
+
+
+@asset(
+    group_name=GROUP,
+    output_required=False,
+    kinds={"kafka", "lakefs", "parquet"},
+    description="New events from the spec's Kafka topic since main's offsets: raw/ and quarantine/ on the run "
+    "branch ingest-<run id>, with the offsets they reach.",
+)
+def raw_events(context: AssetExecutionContext, config: IngestConfig, kafka: KafkaResource, lakefs: LakeFSResource):
+    spec = _spec(config.spec)
+    settings = stages.IngestSettings(max_events=config.max_events, max_seconds=config.max_seconds)
+    raw = stages.ingest_raw(
+        lakefs.lake,
+        lambda: kafka.consumer(**CONSUMER_DEFAULTS),
+        spec,
+        context.run_id,
+        settings,
+        progress=lambda n: context.log.debug(f"read {n} events") if n % 100_000 < 20_000 else None,
+    )
+    counts = {
+        "events": MetadataValue.int(raw.events),
+        "valid": MetadataValue.int(raw.valid),
+        "quarantined": MetadataValue.int(raw.quarantined),
+        "start_offsets": MetadataValue.json(raw.start_offsets),
+        "main_commit": MetadataValue.text(raw.base_commit),
+    }
+    if raw.nothing_new:
+        message = f"nothing new on topic {raw.topic} after main's offsets {raw.start_offsets}: no branch, no commit"
+        context.log.info(message)
+        context.log_event(
+            AssetObservation(
+                asset_key=context.asset_key, description=message, metadata={**counts, "status": "nothing new"}
+            )
+        )
+        return
+    assert raw.branch and raw.commit
+    context.log.info(
+        f"{raw.events} events ({raw.quarantined} quarantined) from offsets {raw.start_offsets} to "
+        f"{raw.next_offsets} on branch {raw.branch}"
+    )
+    yield Output(
+        raw,
+        metadata={
+            **counts,
+            "lakefs_commit": MetadataValue.text(raw.commit),
+            "lakefs_uri": _uri(lakefs, raw.commit, f"raw/{raw.topic}/"),
+            "quarantine_uri": _uri(lakefs, raw.commit, f"quarantine/{raw.topic}/"),
+            "branch": MetadataValue.text(raw.branch),
+            "next_offsets": MetadataValue.json(raw.next_offsets),
+            "offset_ranges": MetadataValue.json(raw.offset_ranges),
+            "quarantine_reasons": MetadataValue.json(raw.reasons),
+            "stopped_by": MetadataValue.text(raw.stopped_by),
+            "seconds": MetadataValue.json(raw.seconds),
+        },
+    )
+
+
+@asset(
+    group_name=GROUP,
+    kinds={"spark", "lakefs", "parquet"},
+    description="The model table (features/<spec>/) rebuilt with Spark from all raw events on the run branch: "
+    "typed, deduplicated by event id, per-entity history aggregates, deterministic split, vocabularies.",
+)
+def features(context: AssetExecutionContext, raw_events: stages.RawBatch, spark: SparkResource, lakefs: LakeFSResource):
+    feats = stages.build_features(lakefs.lake, spark.session(), raw_events.dataset_spec(), raw_events)
+    context.log.info(f"model table: {feats.rows} rows ({feats.duplicates_dropped} duplicates dropped)")
+    return Output(
+        feats,
+        metadata={
+            "lakefs_commit": MetadataValue.text(feats.commit),
+            "lakefs_uri": _uri(lakefs, feats.commit, feats.paths[0].rsplit("/", 1)[0] + "/"),
+            "branch": MetadataValue.text(feats.branch),
+            "rows": MetadataValue.int(feats.rows),
+            "raw_rows": MetadataValue.int(feats.raw_rows),
+            "duplicates_dropped": MetadataValue.int(feats.duplicates_dropped),
+            "entities": MetadataValue.int(feats.entities),
+            "splits": MetadataValue.json(feats.splits),
+            "vocabularies": MetadataValue.json(feats.vocabularies),
+            "seconds": MetadataValue.float(feats.seconds),
+        },
+    )
+
+
+def _summary_metadata(summary: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "validation": MetadataValue.json(summary.to_dict()),
+        "expectations": MetadataValue.int(summary.expectations),
+        "expectations_failed": MetadataValue.int(summary.expectations_failed),
+        "rows": MetadataValue.int(summary.rows),
+        "quarantined": MetadataValue.int(summary.quarantined),
+    }
+    if summary.data_docs:
+        meta["data_docs"] = MetadataValue.url(summary.data_docs)
+    return meta
+
+
+@asset(
+    group_name=GROUP,
+    kinds={"great_expectations", "lakefs"},
+    check_specs=[
+        AssetCheckSpec(
+            "passes_expectations",
+            asset="validated_dataset",
+            blocking=True,
+            description="GX suite from the spec + quarantine fraction + deterministic, leak-free split",
+        )
+    ],
+    description="The gate and the publication: validate the model table on the branch; if it passes, commit "
+    "the metadata (offsets, counts, validation) and merge into main in one step, then tag the version.",
+)
+def validated_dataset(
+    context: AssetExecutionContext,
+    raw_events: stages.RawBatch,
+    features: stages.FeatureBatch,
+    lakefs: LakeFSResource,
+):
+    lake = lakefs.lake
+    spec = raw_events.dataset_spec()
+    summary = stages.validate(lake, spec, raw_events, features)
+    meta = _summary_metadata(summary)
+    if not summary.success:
+        message = stages.failure_message(lake, raw_events, summary)
+        yield AssetCheckResult(
+            check_name="passes_expectations",
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description=message[:2000],
+            metadata={**meta, "branch": MetadataValue.text(raw_events.branch or "")},
+        )
+        context.log.error(message)
+        raise Failure(description=message, metadata={"branch": MetadataValue.text(raw_events.branch or "")})
+    yield AssetCheckResult(check_name="passes_expectations", passed=True, description=summary.headline(), metadata=meta)
+    published = stages.publish(lake, spec, raw_events, features, summary)
+    context.log.info(f"published {published.tag} at main commit {published.commit}")
+    yield Output(
+        {"commit": published.commit, "tag": published.tag, "version": published.version, "spec": spec.name},
+        data_version=DataVersion(published.commit),
+        metadata={
+            **meta,
+            "lakefs_commit": MetadataValue.text(published.commit),
+            "lakefs_uri": _uri(lakefs, published.commit, f"features/{spec.name}/"),
+            "dataset_tag": MetadataValue.text(published.tag),
+            "dataset_version": MetadataValue.int(published.version),
+            "offsets": MetadataValue.json(raw_events.next_offsets),
+            "offset_ranges": MetadataValue.json(raw_events.offset_ranges),
+            "new_events": MetadataValue.int(raw_events.events),
+            "valid": MetadataValue.int(raw_events.valid),
+            "commit_metadata": MetadataValue.json(json.loads(json.dumps(published.metadata))),
+        },
+    )
