@@ -32,6 +32,7 @@ VERSION = "1.0.0-flywheel-embedded"
 API = "/api/v1"
 META_HEADER = "x-lakefs-meta-"
 INLINE_BODY_LIMIT = 16 * 1024 * 1024  # larger reads are streamed
+UPLOAD_BUFFER = 1024 * 1024
 log = logging.getLogger("pipelines.lakeserver")
 
 
@@ -375,8 +376,18 @@ class Api:
                 content, content_type = _multipart_content(await request.body(), content_type)
                 writer.write(content)
             else:
+                # Hash and write in a worker thread, 1 MiB at a time (hashlib releases the GIL), so a
+                # large upload neither blocks the event loop nor pays a thread hop per 64 KiB chunk.
+                pending: list[bytes] = []
+                buffered = 0
                 async for chunk in request.stream():
-                    writer.write(chunk)
+                    pending.append(chunk)
+                    buffered += len(chunk)
+                    if buffered >= UPLOAD_BUFFER:
+                        await run_in_threadpool(writer.write, b"".join(pending))
+                        pending, buffered = [], 0
+                if pending:
+                    writer.write(b"".join(pending))
             blob, md5, size = await run_in_threadpool(writer.finish)
         except BaseException:
             writer.abort()
