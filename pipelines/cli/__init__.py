@@ -15,6 +15,8 @@ from pipelines.errors import FlywheelError
 COMMANDS = [
     "pipelines.cli.stack_cmd",
     "pipelines.cli.produce_cmd",
+    "pipelines.cli.dataset_cmd",
+    "pipelines.cli.lakefs_cmd",
 ]
 
 
