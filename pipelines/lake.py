@@ -441,3 +441,18 @@ def _reason(exc: lakefs_errors.ServerException) -> str:
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
     return str(getattr(exc, "reason", "") or exc)
+
+
+# ---- additions for ingestion (dataset history and run-branch housekeeping) ------------------------------
+
+
+def commit_log(lake: Lake, ref: str, max_amount: int = 100) -> list[lakefs.Commit]:
+    """The commits reachable from ref, newest first (at most max_amount)."""
+    with lake._call(f"reading the log of {ref!r}"):
+        return list(lake.repository.ref(ref).log(max_amount=max_amount))
+
+
+def list_branches(lake: Lake, prefix: str = "") -> list[str]:
+    """Branch names starting with prefix."""
+    with lake._call(f"listing branches {prefix!r}*"):
+        return [b.id for b in lake.repository.branches(prefix=prefix)]

@@ -1,0 +1,169 @@
+"""`flywheel dataset`: the published dataset versions in lakeFS.
+
+flywheel dataset show [--ref REF] [--format json]     # the version at a ref (default main), from commit metadata
+flywheel dataset branches [--prune]                   # leftover ingest-* branches (crashed or failed runs)
+flywheel dataset reset-offsets --to earliest|latest   # after a broker reset or accepted data loss
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pipelines.errors import FlywheelError
+
+META = "flywheel."
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("dataset", help="show published dataset versions (lakeFS commits)")
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+    cmds = parser.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")
+
+    show = cmds.add_parser("show", help="the dataset version at a ref: commit, tag, rows, offsets, validation")
+    show.add_argument("--ref", default="main", help="branch, tag or commit id (default: main)")
+    show.add_argument("--spec", default=None, help="spec path or built-in name (default: FLYWHEEL_SPEC)")
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.set_defaults(func=_show)
+
+    branches = cmds.add_parser("branches", help="ingest-* branches left by crashed or failed runs")
+    branches.add_argument("--prune", action="store_true", help="delete them (main is never touched)")
+    branches.add_argument("--format", choices=("text", "json"), default="text")
+    branches.set_defaults(func=_branches)
+
+    reset = cmds.add_parser("reset-offsets", help="move main's Kafka offsets (commits to main)")
+    reset.add_argument("--to", choices=("earliest", "latest"), required=True)
+    reset.add_argument("--spec", default=None)
+    reset.add_argument("--yes", action="store_true", help="confirm: events may be skipped or read again")
+    reset.set_defaults(func=_reset_offsets)
+
+
+def _loads(value: str | None) -> Any:
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def dataset_at(lake: Any, ref: str, spec_name: str) -> dict[str, Any]:
+    """The dataset version published at ref: the newest dataset commit of the spec reachable from it."""
+    from pipelines.lake import commit_log
+
+    for commit in commit_log(lake, ref, max_amount=200):
+        meta = commit.metadata or {}
+        if meta.get(f"{META}spec") == spec_name and meta.get(f"{META}stage") == "published":
+            return {
+                "ref": ref,
+                "commit": commit.id,
+                "uri": f"lakefs://{lake.repository_id}/{commit.id}/features/{spec_name}/",
+                "created": commit.creation_date,
+                "message": commit.message,
+                "spec": spec_name,
+                "spec_hash": meta.get(f"{META}spec_hash"),
+                "tag": meta.get(f"{META}dataset_tag"),
+                "version": int(meta.get(f"{META}dataset_version", 0)),
+                "run_id": meta.get(f"{META}run_id"),
+                "rows": int(meta.get(f"{META}rows", 0)),
+                "new_events": int(meta.get(f"{META}events", 0)),
+                "valid": int(meta.get(f"{META}valid", 0)),
+                "quarantined": int(meta.get(f"{META}quarantined", 0)),
+                "splits": _loads(meta.get(f"{META}splits")),
+                "offsets": _loads(meta.get(f"{META}offsets")),
+                "offset_ranges": _loads(meta.get(f"{META}offset_ranges")),
+                "validation": _loads(meta.get(f"{META}validation_summary")),
+                "data_docs": meta.get(f"{META}data_docs") or None,
+                "is_head": commit.id == lake.resolve(ref),
+            }
+    raise FlywheelError(
+        f"no published dataset of spec {spec_name!r} at {ref!r} (looked at its last 200 commits): run ingest_job"
+    )
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pipelines.lake import Lake
+    from pipelines.spec import load_spec
+
+    spec = load_spec(args.spec)
+    info = dataset_at(Lake.from_env(), args.ref, spec.name)
+    if args.format == "json":
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    validation = info["validation"] or {}
+    lines = [
+        f"dataset   {info['spec']} v{info['version']}  (tag {info['tag']})",
+        f"ref       {info['ref']} -> commit {info['commit']}",
+        f"uri       {info['uri']}",
+        f"rows      {info['rows']}  splits {info['splits']}",
+        f"ingested  {info['new_events']} events in this version: {info['valid']} valid, "
+        f"{info['quarantined']} quarantined",
+        f"offsets   {info['offsets']}  (this version read {info['offset_ranges']})",
+        f"validated {'passed' if validation.get('success') else 'FAILED'}: "
+        f"{validation.get('expectations')} expectations, checks {validation.get('checks')}",
+        f"run       {info['run_id']}  spec hash {info['spec_hash']}",
+    ]
+    if info["data_docs"]:
+        lines.append(f"docs      {info['data_docs']}")
+    print("\n".join(lines))
+    return 0
+
+
+def _branches(args: argparse.Namespace) -> int:
+    from pipelines.ingest.stages import BRANCH_PREFIX
+    from pipelines.lake import Lake, list_branches
+
+    lake = Lake.from_env()
+    rows = []
+    for name in list_branches(lake, f"{BRANCH_PREFIX}-"):
+        meta = lake.commit_info(name).metadata or {}
+        state = "failed validation" if meta.get(f"{META}validation") == "failed" else "incomplete (crashed/running)"
+        stage, run_id = meta.get(f"{META}stage"), meta.get(f"{META}run_id")
+        rows.append({"branch": name, "state": state, "stage": stage, "run_id": run_id})
+        if args.prune:
+            lake.delete_branch(name)
+    if args.format == "json":
+        print(json.dumps({"branches": rows, "pruned": bool(args.prune)}, indent=2))
+    else:
+        for r in rows:
+            print(f"{'deleted ' if args.prune else ''}{r['branch']}  {r['state']}  (last stage: {r['stage']})")
+        if not rows:
+            print("no leftover ingest branches")
+    return 0
+
+
+def _reset_offsets(args: argparse.Namespace) -> int:
+    from pipelines import layout
+    from pipelines.ingest.consume import true_end_offsets
+    from pipelines.ingest.runner import kafka_consumer_factory
+    from pipelines.lake import MAIN, Lake, run_branch_name
+    from pipelines.spec import load_spec
+
+    if not args.yes:
+        print("reset-offsets moves where the next ingestion starts; pass --yes to confirm", file=sys.stderr)
+        return 2
+    spec = load_spec(args.spec)
+    lake = Lake.from_env()
+    consumer = kafka_consumer_factory()()
+    try:
+        if args.to == "latest":
+            offsets = true_end_offsets(consumer, spec.topic.name)
+        else:
+            from kafka import TopicPartition
+
+            from pipelines.ingest.consume import topic_partitions
+
+            tps = [TopicPartition(spec.topic.name, p) for p in topic_partitions(consumer, spec.topic.name)]
+            offsets = {tp.partition: o for tp, o in consumer.beginning_offsets(tps).items()}
+    finally:
+        consumer.close()
+    branch = run_branch_name(f"reset-offsets-{spec.topic.name}", "ops")
+    lake.delete_branch(branch)
+    lake.create_branch(branch, MAIN)
+    lake.write_json(branch, layout.offsets_path(spec), {str(p): o for p, o in sorted(offsets.items())})
+    lake.commit(branch, f"reset offsets of {spec.topic.name} to {args.to}", {f"{META}offsets_reset": args.to})
+    commit = lake.publish(branch, MAIN, f"reset offsets of {spec.topic.name} to {args.to}")
+    print(f"offsets of {spec.topic.name} on main are now {offsets} (commit {commit})")
+    return 0
