@@ -4,7 +4,6 @@ with its state in a temporary directory."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _stack_services() -> list[str]:
-    services = ["kafka", "mlflow"]
-    if importlib.util.find_spec("pipelines.lakeserver") is not None:
-        services.insert(1, "lakefs")
-    return services
+    return ["kafka", "lakefs", "mlflow"]
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +52,6 @@ def mlflow_tracking_uri(stack_env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="session")
 def lakefs_env(stack_env: dict[str, str]) -> dict[str, str]:
-    if "LAKEFS_ENDPOINT" not in stack_env:
-        pytest.fail("the embedded lakeFS server is not part of the stack (pipelines.lakeserver missing)")
     return {k: v for k, v in stack_env.items() if k.startswith("LAKEFS_")}
 
 

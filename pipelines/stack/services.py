@@ -81,11 +81,11 @@ def _lakefs_dir(ctx: Context) -> Path:
 
 
 def _lakefs_exports(ctx: Context) -> dict[str, str]:
-    from pipelines.lakeserver.process import read_credentials
+    from pipelines.lakeserver.process import endpoint_url, read_credentials
 
     key, secret = read_credentials(_lakefs_dir(ctx))
     return {
-        "LAKEFS_ENDPOINT": f"http://{ctx.host}:{ctx.port('lakefs')}",
+        "LAKEFS_ENDPOINT": endpoint_url(ctx.host, ctx.port("lakefs")),
         "LAKEFS_ACCESS_KEY_ID": key,
         "LAKEFS_SECRET_ACCESS_KEY": secret,
         "LAKEFS_REPOSITORY": os.environ.get("LAKEFS_REPOSITORY", "flywheel"),
