@@ -299,9 +299,8 @@ class Api:
         return _json(commit, 201)
 
     async def get_commit(self, request: Request) -> Response:
-        return _json(
-            await run_in_threadpool(self.store.get_commit, self._p(request, "repository"), self._p(request, "commitId"))
-        )
+        repo, ref = self._p(request, "repository"), self._p(request, "commitId")  # lakeFS accepts any ref here
+        return _json(await run_in_threadpool(self.store.resolve_commit, repo, ref))
 
     async def log(self, request: Request) -> Response:
         q = request.query_params

@@ -44,7 +44,6 @@ CREATE TABLE IF NOT EXISTS metaranges (
     metarange_id TEXT NOT NULL, max_key TEXT NOT NULL, range_id TEXT NOT NULL, min_key TEXT NOT NULL,
     count INTEGER NOT NULL, PRIMARY KEY (metarange_id, max_key)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
 

@@ -34,7 +34,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
     sock = bind(host, port)  # before anything slow, so a busy port fails fast
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     credentials = load_or_create(data_dir)
     app = build_app(Store(data_dir), credentials)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")

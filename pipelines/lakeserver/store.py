@@ -64,7 +64,7 @@ class Listed:
 class Store:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # objects are readable by their owner only
         self.db = Database(data_dir / "metadata.db")
         self.blobs = BlobStore(data_dir)
 
@@ -107,8 +107,8 @@ class Store:
     def delete_repository(self, name: str) -> None:
         with self.db.write() as conn:
             self._repo(conn, name)
-            for table in ("repos",):
-                conn.execute(f"DELETE FROM {table} WHERE id=?", (name,))
+            conn.execute("DELETE FROM repos WHERE id=?", (name,))
+            # Ranges and blobs are shared and content-addressed; they stay (no garbage collection yet).
             for table in ("branches", "tags", "commits", "staging"):
                 conn.execute(f"DELETE FROM {table} WHERE repo=?", (name,))
 
@@ -528,13 +528,14 @@ class Store:
         if view.branch is None:
             yield from committed
             return
+        # Lazy: a listing page reads only as many staged rows as it returns.
         staged = (
             Entry(*r)
             for r in conn.execute(
                 "SELECT path, blob, size, mtime, content_type, metadata, checksum FROM staging "
                 "WHERE repo=? AND branch=? AND path>=? ORDER BY path",
                 (repo, view.branch, start),
-            ).fetchall()
+            )
         )
         c, s = next(committed, None), next(staged, None)
         while c is not None or s is not None:
@@ -684,14 +685,6 @@ class Store:
             )
             conn.execute("UPDATE branches SET commit_id=? WHERE repo=? AND name=?", (commit_id, repo, branch))
             return commit_id
-
-    def get_commit(self, repo: str, ref: str) -> dict:
-        return self.resolve_commit(repo, ref)
-
-    def settings_get(self, key: str) -> str | None:
-        with self.db.read() as conn:
-            row = conn.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
-            return row[0] if row else None
 
 
 def _tombstone(path: str) -> Entry:
