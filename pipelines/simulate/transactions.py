@@ -159,13 +159,14 @@ class Population:
 def make_population(seed: int, size: int) -> Population:
     """Customer traits from the seed. Each trait has its own random stream, so customer i's traits are the
     same for any population size above i."""
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed, spawn_key=(_POPULATION_KEY,)).spawn(8)]
-    home, spend, affinity, channel, tenure, device, travel, activity = streams
-    new_customer = tenure.random(size) < 0.12
+    seeds = np.random.SeedSequence(seed, spawn_key=(_POPULATION_KEY,)).spawn(10)
+    home, spend, affinity, channel, is_new, new_tenure, old_tenure, device, travel, activity = (
+        np.random.default_rng(s) for s in seeds
+    )
     tenure_days = np.where(
-        new_customer,
-        tenure.uniform(0, 120, size),
-        np.minimum(tenure.lognormal(np.log(1400), 0.8, size), TENURE_MAX - 1000),
+        is_new.random(size) < 0.12,
+        new_tenure.uniform(0, 120, size),
+        np.minimum(old_tenure.lognormal(np.log(1400), 0.8, size), TENURE_MAX - 1000),
     )
     return Population(
         home=_pick(home, HOME_SHARE, size),
