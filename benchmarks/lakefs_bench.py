@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.lakefs_bench [--objects 100000] [--mib 64] [--out benchmarks/results]
 
 Measures: branch creation from a commit of 10 objects and of 100,000 objects (zero-copy: the ratio
-should be ~1), committing 1,000 uploaded objects (on a small and on a 100,000-object tree), and upload
+should be ~1), committing 1,000 uploaded objects (on a small and on a 100,000-object tree, new paths
+and then overwrites spread over the whole tree, the worst case for range reuse), and upload
 and download throughput of a large object against a plain copy on the same disk.
 
 Setup note: the 100,000 objects are written through the store's bulk path (blobs without a per-file
@@ -92,6 +93,17 @@ def bench_commit(repo: lakefs.Repository, source: str, count: int) -> dict:
     return {"objects": count, "upload_s": upload_s, "uploads_per_s": count / upload_s, "commit_ms": commit_ms}
 
 
+def bench_commit_scattered(repo: lakefs.Repository, source: str, objects: int, count: int) -> dict:
+    """Worst case for range reuse: overwrite `count` existing objects spread evenly over the tree."""
+    branch = repo.branch(f"scattered-{source}").create(source)
+    step = max(objects // count, 1)
+    for i in range(0, min(objects, count * step), step):
+        branch.object(f"data/part-{i:07d}.json").upload(f'{{"rewritten": {i}}}'.encode())
+    t0 = time.perf_counter()
+    branch.commit(f"{count} scattered changes")
+    return {"objects": count, "commit_ms": (time.perf_counter() - t0) * 1000}
+
+
 def bench_throughput(repo: lakefs.Repository, work: Path, mib: int, repeats: int) -> dict:
     source = work / "payload.bin"
     with open(source, "wb") as f:
@@ -154,6 +166,8 @@ def write_markdown(result: dict, path: Path) -> None:
         f"({c_small['uploads_per_s']:.0f} objects/s) |",
         f"| commit of 1,000 uploaded objects on a 10-object tree | {c_small['commit_ms']:.1f} ms |",
         f"| commit of 1,000 uploaded objects on a {n}-object tree | {c_large['commit_ms']:.1f} ms |",
+        f"| commit of 1,000 overwrites spread evenly over the {n}-object tree (worst case) | "
+        f"{result['commit']['scattered_on_large_tree']['commit_ms']:.1f} ms |",
         f"| upload {t['object_mib']} MiB: SDK vs plain copy + fsync | {t['sdk_upload_mb_per_s']:.0f} MB/s vs "
         f"{t['copy_write_mb_per_s']:.0f} MB/s |",
         f"| download {t['object_mib']} MiB: SDK vs plain read | {t['sdk_download_mb_per_s']:.0f} MB/s vs "
@@ -189,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             commit = {
                 "on_10_objects": bench_commit(repo, "small", 1000),
                 "on_large_tree": bench_commit(repo, "large", 1000),
+                "scattered_on_large_tree": bench_commit_scattered(repo, "large", args.objects, 1000),
             }
             print("throughput ...", flush=True)
             throughput = bench_throughput(repo, work, args.mib, 3)
