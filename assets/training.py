@@ -9,7 +9,6 @@ resuming from the last checkpoint), the usual remaining failures (bad data, OOM,
 same way again, and a step retry after registration would register a duplicate model version.
 """
 
-from __future__ import annotations
 
 from dagster import (
     AssetExecutionContext,

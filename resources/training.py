@@ -28,6 +28,7 @@ from dagster import ConfigurableResource, Failure, MetadataValue, PipesSubproces
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster._core.pipes.client import PipesClientCompletedInvocation
 from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_session
+from dagster_k8s import PipesK8sClient
 from pydantic import Field
 
 from pipelines.config import project_root, setting
@@ -223,43 +224,43 @@ class K8sTrainingLauncher(TrainingLauncher):
 
     def _launch_pod(self, context, cfg: manifests.TrainingPodConfig, extras) -> PipesClientCompletedInvocation:
         import kubernetes
-        from dagster_k8s import PipesK8sClient
-        from dagster_k8s.pipes import get_pod_name
 
-        client = PipesK8sClient(
+        client = BoundedPipesK8sClient(
             load_incluster_config=self.load_incluster_config,
             kubeconfig_file=self.kubeconfig_file,
             kube_context=self.kube_context,
             poll_interval=self.poll_interval_s,
+            startup_timeout_s=self.startup_timeout_s,
+            request_timeout_s=self.request_timeout_s,
         )
-        spec = manifests.pod_spec(cfg)
-        labels = {k: v for k, v in manifests.pod_manifest(cfg)["metadata"]["labels"].items()}
-        pod_name = get_pod_name(context.run_id, context.op.name)
         namespace = cfg.namespace
         core = kubernetes.client.CoreV1Api()
-        context.log.info(f"launching training pod {namespace}/{pod_name}: {self.describe()}")
+        t = self.request_timeout_s
+        context.log.info(f"launching a training pod in {namespace}: {self.describe()}")
         try:
             return client.run(
                 context=context,
                 extras=extras,
                 namespace=namespace,
-                base_pod_meta={"labels": labels},
-                base_pod_spec=spec,
+                base_pod_meta={"labels": manifests.pod_manifest(cfg)["metadata"]["labels"]},
+                base_pod_spec=manifests.pod_spec(cfg),
                 pod_wait_timeout=float(self.active_deadline_seconds),
-                delete_pod_on_completion=False,  # read the failure reason first; deleted in `finally`
             )
         except Failure:
             raise
         except Exception as exc:
-            report = describe_pod(core, pod_name, namespace, self.log_tail_lines, self.request_timeout_s)
+            if client.pod_name is None:
+                raise
+            report = describe_pod(core, client.pod_name, namespace, self.log_tail_lines, t)
             raise Failure(
-                description=(
-                    f"training pod {namespace}/{pod_name} failed ({self.describe()}): {report}\n(cause: {_short(exc)})"
-                ),
-                metadata={"pod": f"{namespace}/{pod_name}"},
+                description=f"training pod {namespace}/{client.pod_name} failed ({self.describe()}): {report}\n"
+                f"(cause: {_short(exc)})",
+                metadata={"pod": f"{namespace}/{client.pod_name}"},
             ) from exc
         finally:
-            _delete(lambda: core.delete_namespaced_pod(pod_name, namespace, _request_timeout=self.request_timeout_s))
+            # After reading the failure reason; also on cancellation (Dagster interrupts the step).
+            if client.pod_name is not None:
+                _delete(lambda: core.delete_namespaced_pod(client.pod_name, namespace, _request_timeout=t))
 
     # -- several nodes: Indexed Job + headless Service, or PyTorchJob ------------------------------------
 
@@ -319,6 +320,73 @@ class K8sTrainingLauncher(TrainingLauncher):
                 # Runs on success, failure and cancellation (Dagster interrupts the step with an exception).
                 for delete in cleanup:
                     _delete(delete)
+        return PipesClientCompletedInvocation(session)
+
+
+class BoundedPipesK8sClient(PipesK8sClient):
+    """dagster-k8s's PipesK8sClient with every wait bounded and the pod left for the caller to inspect.
+
+    The stock `run` waits up to a day for a pod that is not there (its wait loop treats "no such pod" as
+    "not created yet"), so a pod deleted while the run streams its logs would hang the step. Here the pod
+    must show up and start within `startup_timeout_s`, and once its log stream ends it must still be
+    readable within a few polls; otherwise the wait fails and the launcher reports why.
+    """
+
+    def __init__(self, *, startup_timeout_s: float, request_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.startup_timeout_s = startup_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.pod_name: str | None = None
+
+    def run(  # type: ignore[override]
+        self,
+        *,
+        context,
+        namespace: str,
+        base_pod_meta: Mapping[str, Any],
+        base_pod_spec: Mapping[str, Any],
+        pod_wait_timeout: float,
+        extras: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> PipesClientCompletedInvocation:
+        from dagster_k8s.client import DagsterKubernetesClient, WaitForPodState
+        from dagster_k8s.pipes import build_pod_body, get_pod_name
+
+        self._load_k8s_config()
+        client = DagsterKubernetesClient.production_client()
+        with open_pipes_session(
+            context=context, extras=extras, context_injector=self.context_injector, message_reader=self.message_reader
+        ) as session:
+            pod_name = get_pod_name(context.run_id, context.op.name)
+            body = build_pod_body(
+                pod_name=pod_name,
+                image=None,
+                command=None,
+                env_vars={**session.get_bootstrap_env_vars(), **(self.env or {}), **(env or {})},
+                base_pod_meta=base_pod_meta,
+                base_pod_spec=base_pod_spec,
+            )
+            client.core_api.create_namespaced_pod(namespace, body, _request_timeout=self.request_timeout_s)
+            self.pod_name = pod_name
+            client.wait_for_pod(
+                pod_name,
+                namespace,
+                wait_for_state=WaitForPodState.Ready,
+                pod_launch_timeout=self.startup_timeout_s,
+                wait_timeout=self.startup_timeout_s,
+                wait_time_between_attempts=self.poll_interval,
+            )
+            self.message_reader.consume_pod_logs(
+                context=context, core_api=client.core_api, pod_name=pod_name, namespace=namespace
+            )
+            client.wait_for_pod(
+                pod_name,
+                namespace,
+                wait_for_state=WaitForPodState.Terminated,
+                pod_launch_timeout=max(3 * self.poll_interval, 10.0),  # gone after its logs ended: deleted
+                wait_timeout=pod_wait_timeout,
+                wait_time_between_attempts=self.poll_interval,
+            )
         return PipesClientCompletedInvocation(session)
 
 
