@@ -33,7 +33,7 @@ API = "/api/v1"
 META_HEADER = "x-lakefs-meta-"
 INLINE_BODY_LIMIT = 16 * 1024 * 1024  # larger reads are streamed
 UPLOAD_BUFFER = 1024 * 1024
-log = logging.getLogger("pipelines.lakeserver")
+log = logging.getLogger("flywheel.lakeserver")
 
 
 def _json(body: Any, status: int = 200) -> JSONResponse:

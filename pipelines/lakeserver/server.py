@@ -9,10 +9,24 @@ from pathlib import Path
 
 import uvicorn
 
+from pipelines import logs
 from pipelines.errors import StackError
 from pipelines.lakeserver.app import build_app
 from pipelines.lakeserver.auth import load_or_create
 from pipelines.lakeserver.store import Store
+
+log = logging.getLogger("flywheel.lakeserver")
+
+
+def _configure_logging(level: str) -> None:
+    """Flywheel's format (text, or JSON lines with FLYWHEEL_LOG_FORMAT=json) for this server and uvicorn."""
+    logs.configure("INFO")
+    handlers = logging.getLogger("flywheel").handlers
+    for name in ("uvicorn",):
+        logger = logging.getLogger(name)
+        logger.handlers = list(handlers)
+        logger.setLevel(level.upper())
+        logger.propagate = False
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -37,8 +51,8 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, log_level: 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     credentials = load_or_create(data_dir)
     app = build_app(Store(data_dir), credentials)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, timeout_keep_alive=30, limit_concurrency=None, lifespan="off"
-    )
+    _configure_logging(log_level)
+    log.info("listening on http://%s:%d (lakeFS API at /api/v1), data in %s", host, port, data_dir)
+    # log_config=None: uvicorn's loggers go through the handler configured above.
+    config = uvicorn.Config(app, log_level=log_level, log_config=None, access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
