@@ -43,10 +43,12 @@ class BlobWriter:
         if final.exists():
             self.tmp_path.unlink()
         else:
+            new_dirs = [d for d in (final.parent.parent, final.parent) if not d.exists()]
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.tmp_path, final)
-            if durable:
-                _fsync_dir(final.parent)
+            if durable:  # the new name, and any new directory on its way, must survive a power loss
+                for directory in (final.parent, *(d.parent for d in reversed(new_dirs))):
+                    _fsync_dir(directory)
         return digest, self._md5.hexdigest(), self.size
 
     def abort(self) -> None:
