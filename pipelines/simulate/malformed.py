@@ -32,9 +32,13 @@ _MALFORMED_KEY = 3
 _BAD_TIMESTAMPS = ("2026-13-45T25:61:00Z", "yesterday", "31/02/2026 10:00", "")
 
 
+# One encoder for every event: json.dumps with options would build a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode_json(event: Mapping[str, Any]) -> bytes:
     """Compact JSON; NaN/infinity are not JSON, so they must have become null before this point."""
-    return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(event).encode()
 
 
 class Malformer:

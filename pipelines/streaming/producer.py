@@ -23,7 +23,7 @@ from typing import IO, Any, Protocol
 
 from pipelines.config import setting
 from pipelines.errors import FlywheelError
-from pipelines.simulate.malformed import Malformer
+from pipelines.simulate.malformed import Malformer, encode_json
 from pipelines.spec.model import DatasetSpec
 from pipelines.streaming.encode import event_key, iter_events
 
@@ -320,8 +320,6 @@ def event_messages(
     events: Iterable[Mapping[str, Any]], spec: DatasetSpec, malformer: Malformer | None = None
 ) -> Iterator[tuple[bytes | None, bytes, str | None]]:
     """(key, JSON value, malformed kind) per event; the malformer corrupts the events it planned to."""
-    from pipelines.simulate.malformed import encode_json
-
     for i, event in enumerate(events):
         key = event_key(event, spec)
         if malformer is None:
