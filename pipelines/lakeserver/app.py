@@ -258,6 +258,32 @@ class Api:
         )
         return Response(status_code=204)
 
+    async def cherry_pick(self, request: Request) -> Response:
+        body = await _body(request)
+        overrides = body.get("commit_overrides") or {}
+        commit = await run_in_threadpool(
+            self.store.cherry_pick,
+            self._p(request, "repository"),
+            self._p(request, "branch"),
+            str(body.get("ref", "")),
+            int(body.get("parent_number") or 0),
+            overrides.get("message"),
+            metadata_json(overrides.get("metadata")) or None,
+        )
+        return _json(commit, 201)
+
+    async def copy_object(self, request: Request) -> Response:
+        body = await _body(request)
+        entry, namespace = await run_in_threadpool(
+            self.store.copy_object,
+            self._p(request, "repository"),
+            self._p(request, "branch"),
+            request.query_params.get("dest_path", ""),
+            str(body.get("src_ref") or ""),
+            str(body.get("src_path") or ""),
+        )
+        return _json(_stats(entry, namespace), 201)
+
     async def create_tag(self, request: Request) -> Response:
         body = await _body(request)
         tag = str(body.get("id", ""))
@@ -595,6 +621,8 @@ def build_app(store: Store, credentials: Credentials) -> Starlette:
         Route(f"{r}/branches/{{branch}}/hard_reset", api.hard_reset, methods=["PUT"]),
         Route(f"{r}/branches/{{branch}}/revert", api.revert, methods=["POST"]),
         Route(f"{r}/branches/{{branch}}/commits", api.commit, methods=["POST"]),
+        Route(f"{r}/branches/{{branch}}/cherry-pick", api.cherry_pick, methods=["POST"]),
+        Route(f"{r}/branches/{{branch}}/objects/copy", api.copy_object, methods=["POST"]),
         Route(f"{r}/branches/{{branch}}/diff", api.diff_branch, methods=["GET"]),
         Route(f"{r}/branches/{{branch}}/objects", api.upload_object, methods=["POST"]),
         Route(f"{r}/branches/{{branch}}/objects", api.delete_object, methods=["DELETE"]),

@@ -650,41 +650,72 @@ class Store:
         metadata: dict[str, str] | None,
         allow_empty: bool = False,
     ) -> str:
+        """A new commit on branch undoing the changes `ref` made relative to its parent."""
+        return self._replay(repo, branch, ref, parent_number, message, metadata, allow_empty, undo=True)["id"]
+
+    def cherry_pick(
+        self, repo: str, branch: str, ref: str, parent_number: int, message: str | None, metadata: dict | None
+    ) -> dict:
+        """A new commit on branch repeating the changes `ref` made relative to its parent."""
+        return self._replay(repo, branch, ref, parent_number, message, metadata, False, undo=False)
+
+    def _replay(
+        self,
+        repo: str,
+        branch: str,
+        ref: str,
+        parent_number: int,
+        message: str | None,
+        metadata: dict[str, str] | None,
+        allow_empty: bool,
+        undo: bool,
+    ) -> dict:
+        action = "revert" if undo else "cherry-pick"
         with self.db.write() as conn:
             head = self._require_branch(conn, repo, branch)
             if _staged(conn, repo, branch, limit=1):
-                raise BadRequest(f"cannot revert on {branch!r}: it has uncommitted changes; commit or reset them")
+                raise BadRequest(f"cannot {action} on {branch!r}: it has uncommitted changes; commit or reset them")
             target = self._commit(conn, repo, self._resolve(conn, repo, ref).commit_id)
             parents = target["parents"]
             if len(parents) > 1 and parent_number < 1:
                 raise BadRequest(f"commit {target['id'][:12]} is a merge: give parent_number (1..{len(parents)})")
             index = max(parent_number, 1) - 1
             if index >= len(parents):
-                raise BadRequest(f"commit {target['id'][:12]} has no parent number {parent_number}")
+                raise BadRequest(f"commit {target['id'][:12]} has no parent number {max(parent_number, 1)}")
             parent_mr = self._commit(conn, repo, parents[index])["meta_range_id"]
+            before, after = (target["meta_range_id"], parent_mr) if undo else (parent_mr, target["meta_range_id"])
             head_mr = self._commit(conn, repo, head)["meta_range_id"]
             changes = []
-            for path, was, restored in trees.diff(conn, target["meta_range_id"], parent_mr):
+            for path, expected, wanted in trees.diff(conn, before, after):
                 current = trees.lookup(conn, head_mr, path)
-                unchanged = (current is None and was is None) or (was is not None and was.same_content(current))
-                if not unchanged:
-                    raise Conflict(f"revert {target['id'][:12]} on {branch!r}: {path!r} changed since; revert by hand")
-                changes.append(restored if restored is not None else _tombstone(path))
+                if not ((current is None and expected is None) or (expected and expected.same_content(current))):
+                    raise Conflict(f"{action} {target['id'][:12]} on {branch!r}: {path!r} changed since; do it by hand")
+                changes.append(wanted if wanted is not None else _tombstone(path))
             if not changes and not allow_empty:
-                raise BadRequest(f"revert {target['id'][:12]}: no changes")
+                raise BadRequest(f"{action} {target['id'][:12]} on {branch!r}: no changes")
             metarange = trees.apply_changes(conn, head_mr, changes)
+            if undo:
+                message, metadata = message or f"Revert {target['id']}", metadata or {}
+            else:
+                message, metadata = message or target["message"], metadata or target["metadata"]
             commit_id = self._insert_commit(
-                conn,
-                repo,
-                [head],
-                message or f"Revert {target['id']}",
-                metadata or {},
-                metarange,
-                int(time.time()),
-                COMMITTER,
+                conn, repo, [head], message, metadata, metarange, int(time.time()), COMMITTER
             )
             conn.execute("UPDATE branches SET commit_id=? WHERE repo=? AND name=?", (commit_id, repo, branch))
-            return commit_id
+            return self._commit(conn, repo, commit_id)
+
+    def copy_object(self, repo: str, branch: str, dest_path: str, src_ref: str, src_path: str) -> tuple[Entry, str]:
+        """Stages dest_path on branch as a copy of src_path at src_ref: same blob, nothing rewritten."""
+        names.path(dest_path)
+        names.path(src_path)
+        with self.db.write() as conn:
+            self._require_branch(conn, repo, branch)
+            source = self._lookup(conn, repo, self._resolve(conn, repo, src_ref or branch), src_path)
+            if source is None:
+                raise NotFound(f"object {src_path!r} not found at {src_ref or branch!r} in repository {repo!r}")
+            entry = source._replace(path=dest_path, mtime=int(time.time()))
+            conn.execute("INSERT OR REPLACE INTO staging VALUES (?,?,?,?,?,?,?,?,?)", (repo, branch, *entry))
+            return entry, self._repo(conn, repo)["storage_namespace"]
 
 
 def _tombstone(path: str) -> Entry:

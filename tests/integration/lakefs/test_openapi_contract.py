@@ -103,6 +103,12 @@ def test_every_route_answers_per_contract(api: Checked) -> None:
     api("POST", f"{r}/branches/dev/objects", 201, params={"path": "dir/b.txt"}, content=b"dev")
     api("POST", f"{r}/branches/dev/objects/delete", 200, json={"paths": ["dir/form.bin"]})
     api("POST", f"{r}/branches/dev/commits", 201, json={"message": "dev"})
+    copy = {"src_path": "dir/a.txt"}
+    api("POST", f"{r}/branches/dev/objects/copy", 201, params={"dest_path": "dir/c.txt"}, json=copy)
+    api("POST", f"{r}/branches/dev/objects/copy", 404, params={"dest_path": "x"}, json={"src_path": "missing"})
+    api("POST", f"{r}/branches/dev/commits", 201, json={"message": "copy"})
+    api("POST", f"{r}/branches", 201, json={"name": "pick", "source": "main"})
+    api("POST", f"{r}/branches/pick/cherry-pick", 201, json={"ref": "dev"})
 
     api("GET", f"{r}/refs/main/diff/dev", 200, params={"type": "two_dot"})
     api("GET", f"{r}/refs/main/objects/ls", 200, params={"delimiter": "/"})

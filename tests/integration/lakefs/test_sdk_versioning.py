@@ -252,3 +252,22 @@ def test_not_found_and_bad_names(repo: lakefs.Repository, client: lakefs.Client)
         repo.branch("main").delete()
     repo.branch("temp").create("main").delete()
     assert [b.id for b in repo.branches()] == ["main"]
+
+
+def test_cherry_pick_and_copy(repo: lakefs.Repository) -> None:
+    main = repo.branch("main")
+    main.object("base").upload(b"b")
+    main.commit("base")
+    hotfix = repo.branch("hotfix").create(main)
+    hotfix.object("fix").upload(b"patched")
+    fix_commit = hotfix.commit("the fix", metadata={"ticket": "42"}).get_commit()
+    hotfix.object("unrelated").upload(b"not picked")
+    hotfix.commit("later")
+
+    picked = main.cherry_pick(fix_commit)
+    assert (picked.message, picked.metadata) == ("the fix", {"ticket": "42"})
+    assert read(main, "fix") == b"patched" and not main.object("unrelated").exists()
+
+    main.object("base").copy("hotfix", "copied/base")  # same content, no data rewritten
+    assert read(hotfix, "copied/base") == b"b"
+    assert hotfix.object("copied/base").stat().checksum == main.object("base").stat().checksum
