@@ -431,7 +431,8 @@ def generate_events(
         raise FlywheelError(f"the seed must be zero or more, got {seed}")
     sc = get_scenario(scenario)
     start_ms = _start_ms(start or sc.start)
-    pop = make_population(seed, max(1, int(np.ceil(n / sc.events_per_customer))))
+    # A few dozen customers at least, so that even a small sample is not one customer's story.
+    pop = make_population(seed, max(1, int(np.ceil(n / sc.events_per_customer)), min(n, 25)))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_EVENTS_KEY, zlib.crc32(sc.name.encode()))))
 
     n_takeover = round(n * sc.takeover_rate)

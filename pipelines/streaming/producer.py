@@ -149,6 +149,27 @@ def _unreachable(bootstrap: str, timeout_s: float, exc: BaseException) -> Flywhe
     )
 
 
+def check_compression(codec: str | None) -> None:
+    """Fail before connecting when the codec's library is missing (only gzip ships with Python)."""
+    if codec is None:
+        return
+    from kafka import codec as codecs
+
+    available = {
+        "gzip": codecs.has_gzip,
+        "snappy": codecs.has_snappy,
+        "lz4": codecs.has_lz4,
+        "zstd": codecs.has_zstd,
+    }.get(codec)
+    if available is None:
+        raise FlywheelError(f"unknown compression {codec!r}; use gzip, snappy, lz4, zstd or none")
+    if not available():
+        raise FlywheelError(
+            f"compression {codec!r} needs a library that is not installed (pip install {codec}); "
+            "or use --compression gzip"
+        )
+
+
 def _servers(bootstrap: str) -> list[str]:
     return [s.strip() for s in bootstrap.split(",") if s.strip()]
 
@@ -196,6 +217,7 @@ class KafkaSink:
         from kafka.errors import KafkaError
 
         s = settings or ProducerSettings()
+        check_compression(s.compression)
         self.settings = s
         self.topic = topic
         self.bootstrap = bootstrap
@@ -218,20 +240,19 @@ class KafkaSink:
             )
         except KafkaError as exc:
             raise _unreachable(bootstrap, s.timeout_s, exc) from None
-        except (AssertionError, ValueError) as exc:  # e.g. a compression codec whose library is missing
+        except (AssertionError, ValueError, RuntimeError) as exc:  # a setting the client refuses
             raise FlywheelError(f"cannot configure the Kafka producer: {exc}") from None
         self._pending: deque[Any] = deque()
         self._by_partition: Counter[int] = Counter()
         self._failed = 0
         self._first_error: BaseException | None = None
         self._closed = False
+        self._kafka_error = KafkaError  # kept at hand: send() is the hot path
 
     def send(self, key: bytes | None, value: bytes) -> None:
-        from kafka.errors import KafkaError
-
         try:
             self._pending.append(self._producer.send(self.topic, key=key, value=value))
-        except KafkaError as exc:
+        except self._kafka_error as exc:
             raise ProduceError(
                 f"sending to topic {self.topic!r} on Kafka at {self.bootstrap} failed: {exc}; "
                 "check the broker with `flywheel status` and produce again"
@@ -377,6 +398,7 @@ def kafka_sink(
 ) -> KafkaSink:
     """A sink to the spec's topic (or `topic`), created with the spec's partition count if missing."""
     bootstrap = resolve_bootstrap(bootstrap_servers)
+    check_compression((settings or ProducerSettings()).compression)
     name = topic or spec.topic.name
     ensure_topic(bootstrap, name, spec.topic.partitions, settings)
     return KafkaSink(bootstrap, name, settings)

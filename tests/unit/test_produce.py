@@ -332,3 +332,12 @@ def test_unthrottled_progress_reports_about_once_a_second(monkeypatch: pytest.Mo
     # Each event reads the fake clock once (1 ms): a second passes every 1,000 events.
     assert [r.sent for r in reports] == [1_000, 2_000, 3_000]
     assert all(r.total == 3_000 for r in reports)
+
+
+def test_a_missing_compression_library_is_reported_before_connecting(capsys: pytest.CaptureFixture[str]) -> None:
+    from kafka import codec
+
+    if codec.has_lz4():
+        pytest.skip("lz4 is installed here")
+    code, _, err = run(capsys, "--count", "5", "--bootstrap-servers", "127.0.0.1:1", "--compression", "lz4")
+    assert code == 2 and "compression 'lz4' needs a library" in err

@@ -239,3 +239,7 @@ def test_check_spec_rejects_another_schema() -> None:
     other = parse_spec({**data, "name": "custom"}, path=None)  # type: ignore[arg-type]
     with pytest.raises(FlywheelError, match=r"--from-file PATH --spec custom"):
         check_spec(other)
+
+
+def test_a_small_sample_still_has_several_customers() -> None:
+    assert generate_events(10, seed=1).customer_id.nunique() > 3
