@@ -81,7 +81,7 @@ def iterate(conn: sqlite3.Connection, metarange_id: str, start: str = "") -> Ite
         "SELECT range_id FROM metaranges WHERE metarange_id=? AND max_key>=? ORDER BY max_key",
         (metarange_id, start),
     )
-    for (range_id,) in cursor.fetchall():
+    for (range_id,) in cursor:  # lazily: a short listing page touches only the ranges it needs
         yield from range_entries(conn, range_id, start)
 
 
