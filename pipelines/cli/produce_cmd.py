@@ -174,6 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--count",
         type=_count,
+        metavar="N",
         help="events to simulate (required unless --from-file); with --from-file, the earliest N rows",
     )
     p.add_argument(
@@ -181,9 +182,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=scenario_names(),
         help="simulated traffic regime (default baseline)",
     )
-    p.add_argument("--seed", type=_count, default=0, help="seed: the same seed gives the same events (default 0)")
     p.add_argument(
-        "--start", type=_start, help="event time of the first simulated day (ISO 8601; default per scenario)"
+        "--seed", type=_count, default=0, metavar="K", help="seed: the same seed gives the same events (default 0)"
+    )
+    p.add_argument(
+        "--start",
+        type=_start,
+        metavar="TIME",
+        help="event time of the first simulated day (ISO 8601; default per scenario)",
     )
     p.add_argument(
         "--malformed-rate",

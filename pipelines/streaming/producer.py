@@ -365,14 +365,16 @@ def produce_events(
 ) -> ProduceResult:
     """Send `count` events through `sink`, exactly round(count * malformed_rate) of them malformed."""
     malformer = Malformer(spec, count, malformed_rate, seed) if malformed_rate > 0 else None
+    started = time.monotonic()
     try:
-        _sent, malformed, kinds, seconds, nbytes = send_messages(
+        _sent, malformed, kinds, _, nbytes = send_messages(
             event_messages(events, spec, malformer), sink, total=count, rate=rate, progress=progress
         )
         delivered, partitions = sink.finish()
+        # Until the last acknowledgement: the rate a downstream consumer can count on.
+        seconds = max(time.monotonic() - started, 1e-9)
     finally:
         sink.close()
-    seconds = max(seconds, 1e-9)
     return ProduceResult(
         produced=delivered,
         malformed=malformed,

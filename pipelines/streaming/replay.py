@@ -54,6 +54,7 @@ def _read(path: Path, spec: DatasetSpec) -> pd.DataFrame:
             sep="\t" if path.name.lower().endswith(".tsv") else ",",
             usecols=lambda c: c in wanted,
             dtype=dict.fromkeys(text, str),
+            encoding="utf-8-sig",  # a byte-order mark (spreadsheet exports) must not rename the first column
             low_memory=False,
         )
     except FlywheelError:
