@@ -101,22 +101,27 @@ def run_ingest(
     run_id = run_id or f"cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     seconds: dict[str, float] = {}
 
+    log.info("run %s: reading %s from main's offsets", run_id, spec.topic.name)
     raw = stages.ingest_raw(lake, consumer_factory, spec, run_id, settings)
     seconds.update(raw.seconds)
     outcome = IngestOutcome(raw=raw, seconds=seconds)
     if raw.nothing_new:
         return outcome
+    log.info("stage raw done: %d events (%d quarantined) on %s", raw.events, raw.quarantined, raw.branch)
     t0 = time.monotonic()
     spark = spark if spark is not None else default_spark()
     seconds["spark_start"] = round(time.monotonic() - t0, 3)
     outcome.features = stages.build_features(lake, spark, spec, raw)
     seconds["features"] = outcome.features.seconds
+    log.info("stage features done: %d rows at %s", outcome.features.rows, outcome.features.commit)
     t0 = time.monotonic()
     outcome.validation = stages.validate(lake, spec, raw, outcome.features)
     seconds["validation"] = round(time.monotonic() - t0, 3)
+    log.info("stage validation done: %s", outcome.validation.headline())
     if not outcome.validation.success:
         raise stages.ValidationFailedError(stages.failure_message(lake, raw, outcome.validation))
     t0 = time.monotonic()
     outcome.published = stages.publish(lake, spec, raw, outcome.features, outcome.validation)
     seconds["commit_merge"] = round(time.monotonic() - t0, 3)
+    log.info("stage publish done: %s at main %s", outcome.published.tag, outcome.published.commit)
     return outcome

@@ -445,6 +445,7 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
     message = f"dataset {spec.name} v{version}: {raw.valid} new events, {feats.rows} rows (run {raw.run_id})"
     # The final branch commit carries the metadata too, so a fast-forward merge shows it on main as well.
     lake.commit(feats.branch, message, meta)
+    _crash_point("before_merge")
     try:
         commit = lake.merge(feats.branch, MAIN, message, meta)
     except LakeConflictError as exc:
@@ -452,9 +453,19 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
             f"merging {feats.branch!r} into main conflicted ({exc}): another ingestion published first; "
             "nothing merged, the branch is kept; run again"
         ) from exc
+    _crash_point("after_merge")
     lake.tag(tag, commit, exist_ok=True)
     lake.delete_branch(feats.branch, missing_ok=True)
     return Published(commit=commit, tag=tag, version=version, metadata=meta)
+
+
+def _crash_point(name: str) -> None:
+    """Fault injection for the crash tests: FLYWHEEL_INGEST_CRASH_AT=<name> SIGKILLs this process here."""
+    if os.environ.get("FLYWHEEL_INGEST_CRASH_AT") == name:
+        import signal
+
+        log.warning("FLYWHEEL_INGEST_CRASH_AT=%s: killing this process now", name)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _compact(summary: Any) -> dict[str, Any]:

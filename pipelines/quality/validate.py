@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,23 @@ def _to_pandas(table: pa.Table) -> Any:
 
 
 def run_gx(table: pa.Table, spec: DatasetSpec, gx_dir: Path, run_name: str) -> tuple[Any, str | None]:
-    """Run the spec's suite on the table in a file-backed GX context; returns (result, Data Docs page)."""
+    """Run the spec's suite on the table in a file-backed GX context; returns (result, Data Docs page).
+
+    The context's files are only a cache of what the spec generates plus Data Docs history; if a killed
+    run left them unreadable, they are moved aside and rebuilt rather than blocking every later run.
+    """
+    try:
+        return _run_gx(table, spec, gx_dir, run_name)
+    except Exception as exc:
+        if not gx_dir.exists():
+            raise
+        aside = gx_dir.with_name(f"{gx_dir.name}.broken-{int(time.time())}")
+        log.warning("GX context at %s failed (%s); moving it to %s and starting a fresh one", gx_dir, exc, aside)
+        gx_dir.rename(aside)
+        return _run_gx(table, spec, gx_dir, run_name)
+
+
+def _run_gx(table: pa.Table, spec: DatasetSpec, gx_dir: Path, run_name: str) -> tuple[Any, str | None]:
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
