@@ -7,26 +7,20 @@ SDK raises its own exceptions (NotFoundException, ConflictException, ...).
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import json
 import logging
 from email.utils import formatdate
-from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pipelines.lakeserver import names
+from pipelines.lakeserver import names, wire
 from pipelines.lakeserver.auth import BasicAuthMiddleware, Credentials
 from pipelines.lakeserver.errors import BadRequest, Conflict, LakeServerError, RangeNotSatisfiable
-from pipelines.lakeserver.store import Store, metadata_json, page_size
-from pipelines.lakeserver.trees import Entry
+from pipelines.lakeserver.store import Store, metadata_json
 
 VERSION = "1.0.0-flywheel-embedded"
 API = "/api/v1"
@@ -34,74 +28,6 @@ META_HEADER = "x-lakefs-meta-"
 INLINE_BODY_LIMIT = 16 * 1024 * 1024  # larger reads are streamed
 UPLOAD_BUFFER = 1024 * 1024
 log = logging.getLogger("flywheel.lakeserver")
-
-
-def _json(body: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"message": message}, status_code=status, headers=headers)
-
-
-def _bool(request: Request, name: str, default: bool = False) -> bool:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return default
-    return value.lower() in ("true", "1", "yes")
-
-
-def _amount(request: Request) -> int | None:
-    raw = request.query_params.get("amount")
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"amount must be an integer, got {raw!r}") from exc
-
-
-def _pagination(has_more: bool, results: int, next_offset: str, amount: int | None) -> dict:
-    return {
-        "has_more": has_more,
-        "next_offset": next_offset if has_more else "",
-        "results": results,
-        "max_per_page": page_size(amount) if amount and amount > 0 else 1000,
-    }
-
-
-async def _body(request: Request) -> dict:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
-
-
-def _stats(entry: Entry, namespace: str, user_metadata: bool = True) -> dict:
-    return {
-        "path": entry.path,
-        "path_type": "object",
-        "physical_address": f"{namespace.rstrip('/')}/data/{entry.blob}",
-        "checksum": entry.checksum,
-        "size_bytes": entry.size,
-        "mtime": entry.mtime,
-        "metadata": json.loads(entry.metadata) if user_metadata else {},
-        "content_type": entry.content_type,
-    }
-
-
-def _common_prefix(path: str) -> dict:
-    return {"path": path, "path_type": "common_prefix", "physical_address": "", "checksum": "", "mtime": 0}
-
-
-def _ref(name: str, commit_id: str) -> dict:
-    return {"id": name, "commit_id": commit_id}
 
 
 class Api:
@@ -117,22 +43,24 @@ class Api:
         return Response(status_code=204)
 
     async def setup_state(self, request: Request) -> Response:
-        return _json({"state": "initialized", "comm_prefs_missing": False})
+        return wire.json_response({"state": "initialized", "comm_prefs_missing": False})
 
     async def setup(self, request: Request) -> Response:
-        return _error(409, "lakeFS is already set up: credentials are in the data directory (credentials.json)")
+        return wire.error_response(
+            409, "lakeFS is already set up: credentials are in the data directory (credentials.json)"
+        )
 
     async def config(self, request: Request) -> Response:
-        return _json({"version_config": self._version(), "storage_config": self._storage_config()})
+        return wire.json_response({"version_config": self._version(), "storage_config": self._storage_config()})
 
     async def version(self, request: Request) -> Response:
-        return _json(self._version())
+        return wire.json_response(self._version())
 
     async def storage(self, request: Request) -> Response:
-        return _json(self._storage_config())
+        return wire.json_response(self._storage_config())
 
     async def user(self, request: Request) -> Response:
-        return _json({"user": {"id": request.scope.get("user", "admin"), "creation_date": 0}})
+        return wire.json_response({"user": {"id": request.scope.get("user", "admin"), "creation_date": 0}})
 
     @staticmethod
     def _version() -> dict:
@@ -156,17 +84,20 @@ class Api:
 
     async def list_repositories(self, request: Request) -> Response:
         q = request.query_params
-        amount = _amount(request)
+        amount = wire.query_amount(request)
         repos, more = await run_in_threadpool(
             self.store.list_repositories, q.get("prefix", ""), q.get("after", ""), amount
         )
-        return _json(
-            {"pagination": _pagination(more, len(repos), repos[-1]["id"] if repos else "", amount), "results": repos}
+        return wire.json_response(
+            {
+                "pagination": wire.pagination(more, len(repos), repos[-1]["id"] if repos else "", amount),
+                "results": repos,
+            }
         )
 
     async def create_repository(self, request: Request) -> Response:
-        body = await _body(request)
-        if _bool(request, "bare"):
+        body = await wire.json_body(request)
+        if wire.query_bool(request, "bare"):
             raise BadRequest("bare repositories are not supported by the embedded server")
         repo = await run_in_threadpool(
             self.store.create_repository,
@@ -174,10 +105,10 @@ class Api:
             str(body.get("storage_namespace", "")),
             str(body.get("default_branch") or "main"),
         )
-        return _json(repo, 201)
+        return wire.json_response(repo, 201)
 
     async def get_repository(self, request: Request) -> Response:
-        return _json(await run_in_threadpool(self.store.get_repository, self._p(request, "repository")))
+        return wire.json_response(await run_in_threadpool(self.store.get_repository, self._p(request, "repository")))
 
     async def delete_repository(self, request: Request) -> Response:
         await run_in_threadpool(self.store.delete_repository, self._p(request, "repository"))
@@ -185,7 +116,7 @@ class Api:
 
     async def repository_metadata(self, request: Request) -> Response:
         await run_in_threadpool(self.store.get_repository, self._p(request, "repository"))
-        return _json({})
+        return wire.json_response({})
 
     # ---- branches and tags -------------------------------------------------------------------------
 
@@ -197,17 +128,17 @@ class Api:
 
     async def _list_refs(self, request: Request, lister) -> Response:
         q = request.query_params
-        amount = _amount(request)
+        amount = wire.query_amount(request)
         rows, more = await run_in_threadpool(
             lister, self._p(request, "repository"), q.get("prefix", ""), q.get("after", ""), amount
         )
-        results = [_ref(n, c) for n, c in rows]
-        return _json(
-            {"pagination": _pagination(more, len(results), rows[-1][0] if rows else "", amount), "results": results}
+        results = [wire.ref_item(n, c) for n, c in rows]
+        return wire.json_response(
+            {"pagination": wire.pagination(more, len(results), rows[-1][0] if rows else "", amount), "results": results}
         )
 
     async def create_branch(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await wire.json_body(request)
         commit_id = await run_in_threadpool(
             self.store.create_branch,
             self._p(request, "repository"),
@@ -219,14 +150,14 @@ class Api:
     async def get_branch(self, request: Request) -> Response:
         branch = self._p(request, "branch")
         commit_id = await run_in_threadpool(self.store.get_branch, self._p(request, "repository"), branch)
-        return _json(_ref(branch, commit_id))
+        return wire.json_response(wire.ref_item(branch, commit_id))
 
     async def delete_branch(self, request: Request) -> Response:
         await run_in_threadpool(self.store.delete_branch, self._p(request, "repository"), self._p(request, "branch"))
         return Response(status_code=204)
 
     async def reset_branch(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await wire.json_body(request)
         await run_in_threadpool(
             self.store.reset_branch,
             self._p(request, "repository"),
@@ -244,7 +175,7 @@ class Api:
         return Response(status_code=204)
 
     async def revert(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await wire.json_body(request)
         overrides = body.get("commit_overrides") or {}
         await run_in_threadpool(
             self.store.revert,
@@ -259,7 +190,7 @@ class Api:
         return Response(status_code=204)
 
     async def cherry_pick(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await wire.json_body(request)
         overrides = body.get("commit_overrides") or {}
         commit = await run_in_threadpool(
             self.store.cherry_pick,
@@ -270,10 +201,10 @@ class Api:
             overrides.get("message"),
             metadata_json(overrides.get("metadata")) or None,
         )
-        return _json(commit, 201)
+        return wire.json_response(commit, 201)
 
     async def copy_object(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await wire.json_body(request)
         entry, namespace = await run_in_threadpool(
             self.store.copy_object,
             self._p(request, "repository"),
@@ -282,10 +213,10 @@ class Api:
             str(body.get("src_ref") or ""),
             str(body.get("src_path") or ""),
         )
-        return _json(_stats(entry, namespace), 201)
+        return wire.json_response(wire.object_stats(entry, namespace), 201)
 
     async def create_tag(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await wire.json_body(request)
         tag = str(body.get("id", ""))
         commit_id = await run_in_threadpool(
             self.store.create_tag,
@@ -294,11 +225,13 @@ class Api:
             str(body.get("ref", "")),
             bool(body.get("force")),
         )
-        return _json(_ref(tag, commit_id), 201)
+        return wire.json_response(wire.ref_item(tag, commit_id), 201)
 
     async def get_tag(self, request: Request) -> Response:
         tag = self._p(request, "tag")
-        return _json(_ref(tag, await run_in_threadpool(self.store.get_tag, self._p(request, "repository"), tag)))
+        return wire.json_response(
+            wire.ref_item(tag, await run_in_threadpool(self.store.get_tag, self._p(request, "repository"), tag))
+        )
 
     async def delete_tag(self, request: Request) -> Response:
         await run_in_threadpool(self.store.delete_tag, self._p(request, "repository"), self._p(request, "tag"))
@@ -309,7 +242,7 @@ class Api:
     async def commit(self, request: Request) -> Response:
         if request.query_params.get("source_metarange"):
             raise BadRequest("source_metarange is not supported by the embedded server")
-        body = await _body(request)
+        body = await wire.json_body(request)
         if not isinstance(body.get("message"), str):
             raise BadRequest("commit message is required")
         date = body.get("date")
@@ -322,29 +255,29 @@ class Api:
             bool(body.get("allow_empty", False)),
             int(date) if date else None,
         )
-        return _json(commit, 201)
+        return wire.json_response(commit, 201)
 
     async def get_commit(self, request: Request) -> Response:
         repo, ref = self._p(request, "repository"), self._p(request, "commitId")  # lakeFS accepts any ref here
-        return _json(await run_in_threadpool(self.store.resolve_commit, repo, ref))
+        return wire.json_response(await run_in_threadpool(self.store.resolve_commit, repo, ref))
 
     async def log(self, request: Request) -> Response:
         q = request.query_params
         if q.getlist("objects") or q.getlist("prefixes") or q.get("since"):
             raise BadRequest("log filters objects, prefixes and since are not supported by the embedded server")
-        amount = _amount(request)
+        amount = wire.query_amount(request)
         commits, more = await run_in_threadpool(
             self.store.log,
             self._p(request, "repository"),
             self._p(request, "ref"),
             q.get("after", ""),
             amount,
-            _bool(request, "first_parent"),
-            _bool(request, "limit"),
+            wire.query_bool(request, "first_parent"),
+            wire.query_bool(request, "limit"),
             q.get("stop_at", ""),
         )
         last = commits[-1]["id"] if commits else ""
-        return _json({"pagination": _pagination(more, len(commits), last, amount), "results": commits})
+        return wire.json_response({"pagination": wire.pagination(more, len(commits), last, amount), "results": commits})
 
     # ---- diff and merge ----------------------------------------------------------------------------
 
@@ -352,7 +285,7 @@ class Api:
         changes = await run_in_threadpool(
             self.store.diff_branch, self._p(request, "repository"), self._p(request, "branch")
         )
-        return _json(_diff_page(request, changes))
+        return wire.json_response(wire.diff_page(request, changes))
 
     async def diff_refs(self, request: Request) -> Response:
         kind = request.query_params.get("type", "three_dot")
@@ -365,15 +298,15 @@ class Api:
             self._p(request, "rightRef"),
             kind == "three_dot",
         )
-        return _json(_diff_page(request, changes))
+        return wire.json_response(wire.diff_page(request, changes))
 
     async def merge(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await wire.json_body(request)
         try:
             commit_id = await self._merge(request, body)
         except Conflict as exc:  # swagger.yml: a merge conflict answers a MergeResult
-            return _json({"reference": "", "message": exc.message}, 409)
-        return _json({"reference": commit_id})
+            return wire.json_response({"reference": "", "message": exc.message}, 409)
+        return wire.json_response({"reference": commit_id})
 
     async def _merge(self, request: Request, body: dict) -> str:
         return await run_in_threadpool(
@@ -398,7 +331,7 @@ class Api:
         writer = self.store.blobs.writer()
         try:
             if content_type.startswith("multipart/form-data"):
-                content, content_type = _multipart_content(await request.body(), content_type)
+                content, content_type = wire.multipart_content(await request.body(), content_type)
                 writer.write(content)
             else:
                 # Hash and write in a worker thread, 1 MiB at a time (hashlib releases the GIL), so a
@@ -431,7 +364,7 @@ class Api:
             request.headers.get("if-none-match") == "*",
             request.headers.get("if-match"),
         )
-        return _json(_stats(entry, namespace), 201)
+        return wire.json_response(wire.object_stats(entry, namespace), 201)
 
     async def delete_object(self, request: Request) -> Response:
         path = names.path(request.query_params.get("path"))
@@ -441,7 +374,7 @@ class Api:
         return Response(status_code=204)
 
     async def delete_objects(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await wire.json_body(request)
         paths = body.get("paths")
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise BadRequest("paths must be a list of object paths")
@@ -450,7 +383,7 @@ class Api:
         await run_in_threadpool(
             self.store.delete_objects, self._p(request, "repository"), self._p(request, "branch"), paths, True
         )
-        return _json({"errors": []})
+        return wire.json_response({"errors": []})
 
     async def stat_object(self, request: Request) -> Response:
         entry, namespace = await run_in_threadpool(
@@ -459,11 +392,11 @@ class Api:
             self._p(request, "ref"),
             request.query_params.get("path"),
         )
-        return _json(_stats(entry, namespace, _bool(request, "user_metadata", True)))
+        return wire.json_response(wire.object_stats(entry, namespace, wire.query_bool(request, "user_metadata", True)))
 
     async def list_objects(self, request: Request) -> Response:
         q = request.query_params
-        amount = _amount(request)
+        amount = wire.query_amount(request)
         listed, more, namespace = await run_in_threadpool(
             self.store.list_objects,
             self._p(request, "repository"),
@@ -473,12 +406,13 @@ class Api:
             amount,
             q.get("delimiter", ""),
         )
-        user_metadata = _bool(request, "user_metadata", True)
+        user_metadata = wire.query_bool(request, "user_metadata", True)
         results = [
-            _common_prefix(x.path) if x.entry is None else _stats(x.entry, namespace, user_metadata) for x in listed
+            wire.common_prefix(x.path) if x.entry is None else wire.object_stats(x.entry, namespace, user_metadata)
+            for x in listed
         ]
         last = listed[-1].path if listed else ""
-        return _json({"pagination": _pagination(more, len(results), last, amount), "results": results})
+        return wire.json_response({"pagination": wire.pagination(more, len(results), last, amount), "results": results})
 
     def get_object(self, request: Request) -> Response:
         """Sync handler (Starlette runs it in a thread): reads the blob file directly."""
@@ -505,11 +439,11 @@ class Api:
         spec = request.headers.get("range")
         if spec:
             try:
-                start, end = _parse_range(spec, entry.size)
+                start, end = wire.parse_range(spec, entry.size)
             except RangeNotSatisfiable as exc:
                 if head:
                     return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
-                return _error(416, exc.message, {"Content-Range": f"bytes */{entry.size}"})
+                return wire.error_response(416, exc.message, {"Content-Range": f"bytes */{entry.size}"})
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
         length = max(end - start + 1, 0)
@@ -522,79 +456,7 @@ class Api:
                 f.seek(start)
                 data = f.read(length)
             return Response(data, status_code=status, headers=headers)
-        return StreamingResponse(_read_file(blob_path, start, length), status_code=status, headers=headers)
-
-
-def _read_file(path: Path, start: int, length: int):
-    with open(path, "rb") as f:
-        f.seek(start)
-        while length > 0:
-            chunk = f.read(min(length, 4 * 1024 * 1024))
-            if not chunk:
-                return
-            length -= len(chunk)
-            yield chunk
-
-
-def _parse_range(spec: str, size: int) -> tuple[int, int]:
-    """One `bytes=a-b`, `bytes=a-` or `bytes=-n` range, clamped to the object like lakeFS does."""
-    unit, _, rng = spec.partition("=")
-    first, sep, last = rng.partition("-")
-    if unit.strip() != "bytes" or not sep or "," in rng:
-        raise RangeNotSatisfiable(f"unsupported Range {spec!r}: use bytes=start-end", size)
-    try:
-        if first == "":
-            n = int(last)
-            start, end = max(size - n, 0), size - 1
-        else:
-            start = int(first)
-            end = min(int(last), size - 1) if last else size - 1
-    except ValueError as exc:
-        raise RangeNotSatisfiable(f"invalid Range {spec!r}", size) from exc
-    if start >= size or start > end:
-        raise RangeNotSatisfiable(f"Range {spec!r} starts beyond the object's {size} bytes", size)
-    return start, end
-
-
-def _multipart_content(body: bytes, content_type: str) -> tuple[bytes, str]:
-    """The `content` part of a multipart/form-data upload (the generated SDK's upload_object)."""
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body
-    )
-    for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == "content":
-            return part.get_payload(decode=True) or b"", part.get_content_type()
-    raise BadRequest("multipart upload without a 'content' part")
-
-
-def _diff_page(request: Request, changes: list[tuple[str, str, Entry | None]]) -> dict:
-    q = request.query_params
-    prefix, after, delimiter = q.get("prefix", ""), q.get("after", ""), q.get("delimiter", "")
-    amount = _amount(request)
-    size = page_size(amount)
-    results: list[dict] = []
-    for kind, path, entry in changes:
-        if not path.startswith(prefix):
-            continue
-        if delimiter:
-            cut = path.find(delimiter, len(prefix))
-            if cut >= 0:
-                common = path[: cut + len(delimiter)]
-                if common > after and (not results or results[-1]["path"] != common):
-                    results.append({"type": "prefix_changed", "path": common, "path_type": "common_prefix"})
-                continue
-        if path <= after:
-            continue
-        item = {"type": kind, "path": path, "path_type": "object"}
-        if entry is not None and entry.blob is not None:
-            item["size_bytes"] = entry.size
-        results.append(item)
-        if len(results) > size:
-            break
-    more = len(results) > size
-    results = results[:size]
-    next_offset = results[-1]["path"] if results else ""
-    return {"pagination": _pagination(more, len(results), next_offset, amount), "results": results}
+        return StreamingResponse(wire.read_file(blob_path, start, length), status_code=status, headers=headers)
 
 
 def build_app(store: Store, credentials: Credentials) -> Starlette:
@@ -642,17 +504,17 @@ def build_app(store: Store, credentials: Credentials) -> Starlette:
 
     async def store_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LakeServerError)
-        return _error(exc.status, exc.message)
+        return wire.error_response(exc.status, exc.message)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 404:
-            return _error(404, f"no such API route: {request.method} {request.url.path}")
-        return _error(exc.status_code, str(exc.detail))
+            return wire.error_response(404, f"no such API route: {request.method} {request.url.path}")
+        return wire.error_response(exc.status_code, str(exc.detail))
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.exception("internal error on %s %s", request.method, request.url.path)
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+        return wire.error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
     app = Starlette(
         routes=routes,

@@ -8,11 +8,11 @@ import pytest
 
 from pipelines.lake import LakeError, LakeURI, run_branch_name
 from pipelines.lakeserver import names
-from pipelines.lakeserver.app import _parse_range
 from pipelines.lakeserver.auth import Credentials, parse_basic
 from pipelines.lakeserver.blobs import BlobStore
 from pipelines.lakeserver.errors import BadRequest, RangeNotSatisfiable
 from pipelines.lakeserver.refs import parse
+from pipelines.lakeserver.wire import parse_range
 
 
 @pytest.mark.parametrize("bad", ["", "a", "UPPER", "-start", "has_underscore", "x" * 64, "../etc"])
@@ -47,13 +47,13 @@ def test_ref_expressions() -> None:
 
 
 def test_byte_ranges() -> None:
-    assert _parse_range("bytes=0-", 10) == (0, 9)
-    assert _parse_range("bytes=2-4", 10) == (2, 4)
-    assert _parse_range("bytes=5-100", 10) == (5, 9)
-    assert _parse_range("bytes=-3", 10) == (7, 9)
+    assert parse_range("bytes=0-", 10) == (0, 9)
+    assert parse_range("bytes=2-4", 10) == (2, 4)
+    assert parse_range("bytes=5-100", 10) == (5, 9)
+    assert parse_range("bytes=-3", 10) == (7, 9)
     for bad in ("bytes=10-", "items=0-1", "bytes=0-1,3-4", "bytes=a-b"):
         with pytest.raises(RangeNotSatisfiable):
-            _parse_range(bad, 10)
+            parse_range(bad, 10)
 
 
 def test_basic_auth_parsing_and_matching() -> None:
