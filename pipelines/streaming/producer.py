@@ -27,7 +27,8 @@ from pipelines.simulate.malformed import Malformer, encode_json
 from pipelines.spec.model import DatasetSpec
 from pipelines.streaming.encode import event_key, iter_events
 
-Message = tuple[bytes | None, bytes]
+#: What the send loop consumes: Kafka key, JSON payload, and the malformed kind (None for a valid event).
+OutMessage = tuple[bytes | None, bytes, str | None]
 
 NO_BROKER_HINT = (
     "start the embedded stack with `flywheel up` and load its settings with "
@@ -36,11 +37,7 @@ NO_BROKER_HINT = (
 
 
 class ProduceError(FlywheelError):
-    """Producing stopped or some events were not acknowledged; `result` says how far it got."""
-
-    def __init__(self, message: str, result: ProduceResult | None = None) -> None:
-        super().__init__(message)
-        self.result = result
+    """Sending stopped, or the broker did not acknowledge every event; the message gives the counts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +295,7 @@ class KafkaSink:
 
 
 def send_messages(
-    messages: Iterable[tuple[bytes | None, bytes, str | None]],
+    messages: Iterable[OutMessage],
     sink: Sink,
     *,
     total: int | None = None,
@@ -339,7 +336,7 @@ def send_messages(
 
 def event_messages(
     events: Iterable[Mapping[str, Any]], spec: DatasetSpec, malformer: Malformer | None = None
-) -> Iterator[tuple[bytes | None, bytes, str | None]]:
+) -> Iterator[OutMessage]:
     """(key, JSON value, malformed kind) per event; the malformer corrupts the events it planned to."""
     for i, event in enumerate(events):
         key = event_key(event, spec)
