@@ -9,7 +9,6 @@ writes its ranges, its row and the branch move together, or not at all.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import sqlite3
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.lakeserver import names, trees
+from pipelines.lakeserver import history, names, trees
 from pipelines.lakeserver.blobs import BlobStore
 from pipelines.lakeserver.db import Database
 from pipelines.lakeserver.errors import BadRequest, Conflict, NotFound, PreconditionFailed
@@ -362,7 +361,7 @@ class Store:
             stop = self._resolve(conn, repo, stop_at).commit_id if stop_at else None
             results: list[dict] = []
             seen_after = not after
-            for commit in self._walk(conn, repo, start, first_parent):
+            for commit in history.walk(lambda c: self._commit(conn, repo, c), start, first_parent):
                 if seen_after:
                     results.append(commit)
                     if len(results) > size:
@@ -373,37 +372,6 @@ class Store:
                     break
             more = len(results) > size and not limit
             return results[:size], more
-
-    def _walk(self, conn: sqlite3.Connection, repo: str, start: str, first_parent: bool) -> Iterator[dict]:
-        first = self._commit(conn, repo, start)
-        heap = [(-first["generation"], -first["creation_date"], first["id"])]
-        seen = {first["id"]}
-        while heap:
-            _, _, commit_id = heapq.heappop(heap)
-            commit = self._commit(conn, repo, commit_id)
-            yield commit
-            for parent_id in commit["parents"][:1] if first_parent else commit["parents"]:
-                if parent_id not in seen:
-                    seen.add(parent_id)
-                    parent = self._commit(conn, repo, parent_id)
-                    heapq.heappush(heap, (-parent["generation"], -parent["creation_date"], parent_id))
-
-    def _merge_base(self, conn: sqlite3.Connection, repo: str, a: str, b: str) -> str | None:
-        """The nearest common ancestor, walking both histories by generation."""
-        flags: dict[str, int] = {a: 1}
-        flags[b] = flags.get(b, 0) | 2
-        heap = [(-self._commit(conn, repo, c)["generation"], c) for c in {a, b}]
-        heapq.heapify(heap)
-        while heap:
-            _, cid = heapq.heappop(heap)
-            if flags[cid] == 3:
-                return cid
-            for parent_id in self._commit(conn, repo, cid)["parents"]:
-                before = flags.get(parent_id)
-                flags[parent_id] = (before or 0) | flags[cid]
-                if before is None or before != flags[parent_id]:
-                    heapq.heappush(heap, (-self._commit(conn, repo, parent_id)["generation"], parent_id))
-        return None
 
     # ---- objects ------------------------------------------------------------------------------------
 
@@ -572,7 +540,7 @@ class Store:
             lv, rv = self._resolve(conn, repo, left), self._resolve(conn, repo, right)
             base_mr = lv.metarange_id
             if three_dot:
-                base = self._merge_base(conn, repo, lv.commit_id, rv.commit_id)
+                base = history.merge_base(lambda c: self._commit(conn, repo, c), lv.commit_id, rv.commit_id)
                 if base is not None:
                     base_mr = self._commit(conn, repo, base)["meta_range_id"]
             return [
@@ -598,7 +566,7 @@ class Store:
             if _staged(conn, repo, destination, limit=1):
                 raise BadRequest(f"cannot merge into {destination!r}: it has uncommitted changes; commit or reset them")
             src = self._resolve(conn, repo, source).commit_id
-            base = self._merge_base(conn, repo, src, dest_head)
+            base = history.merge_base(lambda c: self._commit(conn, repo, c), src, dest_head)
             if base == src and not allow_empty:
                 raise BadRequest(f"merge {source!r} into {destination!r}: no changes (already merged)")
             if base == dest_head and not squash and not allow_empty:
