@@ -34,12 +34,17 @@ def start(
     port: int,
     host: str = "127.0.0.1",
     log_path: Path | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
 ) -> subprocess.Popen:
-    """Launches `python -m pipelines.lakeserver` in its own session; output goes to log_path (appended)."""
+    """Launches `python -m pipelines.lakeserver` in its own session; output goes to log_path (appended).
+
+    `env` adds to this process's environment (None removes a variable), e.g. LAKEFS_ACCESS_KEY_ID and
+    LAKEFS_SECRET_ACCESS_KEY to impose credentials instead of generating them.
+    """
     data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    child_env = {**os.environ, **(env or {})}
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    merged = {**os.environ, **(env or {})}
+    child_env = {k: v for k, v in merged.items() if v is not None}
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
     cmd = [
         sys.executable,

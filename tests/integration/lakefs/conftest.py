@@ -38,7 +38,9 @@ class Server:
         return process.read_credentials(self.data_dir)
 
     def start(self) -> Server:
-        self.proc = process.start(self.data_dir, self.port, log_path=self.log_path)
+        # Generated credentials, even when the session's stack exported its own LAKEFS_* variables.
+        env = {"LAKEFS_ACCESS_KEY_ID": None, "LAKEFS_SECRET_ACCESS_KEY": None}
+        self.proc = process.start(self.data_dir, self.port, log_path=self.log_path, env=env)
         process.wait_healthy(self.endpoint, 30, self.proc, self.log_path)
         return self
 
