@@ -143,17 +143,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     results = bench(args.events, args.repeat)
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine)"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    report = {"when": when, "machine": machine, "events": args.events, "repeat": args.repeat, "results": results}
+    report = {
+        "when": when,
+        "machine": machine,
+        "load": load,
+        "events": args.events,
+        "repeat": args.repeat,
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "produce.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Event simulator and producer benchmark",
         "",
         f"{when} on {machine}; {args.events:,} transactions events per run, median of {args.repeat} runs. "
-        "The broker is Tansu with memory storage on the same machine; acks=all, idempotent producer.",
+        f"The broker is Tansu with memory storage on the same machine; acks=all, idempotent producer; {load}.",
         "",
         "| measurement | events/s | seconds |",
         "| --- | ---: | ---: |",
