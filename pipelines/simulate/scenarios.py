@@ -1,9 +1,11 @@
 """Named scenarios: the knobs of the transactions simulator, one frozen object per scenario.
 
-`baseline` is normal traffic. `drift` is what a model trained on baseline meets later: more online payments,
-higher amounts, more cross-border traffic towards other countries, younger devices, and a new fraud pattern
-(card testing: bursts of small digital-goods purchases from brand-new devices) that baseline fraud never
-showed. A new scenario is one more entry in SCENARIOS built with `dataclasses.replace(BASELINE, ...)`.
+`baseline` is normal traffic (fraud ~2%). `drift` is what a model trained on baseline meets later: more online
+payments, higher amounts, customers from growth markets paying more often, more cross-border traffic towards
+other countries, younger devices, and a new fraud pattern (card testing: bursts of small digital-goods
+purchases from brand-new devices; fraud ~5% in all) that baseline fraud never showed. A gradient-boosted
+model trained on baseline loses about 0.1 AUC on it (tests/unit/test_simulate.py measures it). A new scenario
+is one more entry in SCENARIOS built with `dataclasses.replace(BASELINE, name=..., ...)`.
 """
 
 from __future__ import annotations
