@@ -72,7 +72,4 @@ def build_suite(spec: DatasetSpec) -> Any:
     """An `ExpectationSuite` (not yet added to a context) named after the spec."""
     import great_expectations as gx
 
-    suite = gx.ExpectationSuite(name=suite_name(spec))
-    for expectation in expectation_configs(spec):
-        suite.add_expectation(expectation)
-    return suite
+    return gx.ExpectationSuite(name=suite_name(spec), expectations=expectation_configs(spec))

@@ -1,0 +1,97 @@
+"""The GX suite comes from the spec; dataset checks catch leaks and quarantine excess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipelines.features.build import model_table_schema
+from pipelines.features.split import split_of
+from pipelines.layout import SPLIT_COLUMN, feature_table_columns
+from pipelines.quality import dataset_checks, expectation_configs, validate_model_table
+from pipelines.spec import load_spec
+
+SPEC = load_spec("transactions")
+
+
+def by_type(expectations) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for e in expectations:
+        out.setdefault(e.expectation_type, []).append(e.configuration.kwargs)
+    return out
+
+
+def test_suite_is_generated_from_the_spec() -> None:
+    kinds = by_type(expectation_configs(SPEC))
+    assert kinds["expect_table_columns_to_match_ordered_list"][0]["column_list"] == feature_table_columns(SPEC)
+    assert {"column": "event_id"} in [{"column": k["column"]} for k in kinds["expect_column_values_to_be_unique"]]
+    between = {
+        k["column"]: (k.get("min_value"), k.get("max_value")) for k in kinds["expect_column_values_to_be_between"]
+    }
+    assert between["amount"] == (0.01, 50000)
+    assert between["hour_of_day"] == (0, 23)
+    in_set = {k["column"]: k["value_set"] for k in kinds["expect_column_values_to_be_in_set"]}
+    assert in_set["channel"] == SPEC.feature("channel").values
+    assert in_set[SPLIT_COLUMN] == ["train", "validation", "test"]
+    not_null = {k["column"] for k in kinds["expect_column_values_to_not_be_null"]}
+    assert "device_age_days" not in not_null and "amount" in not_null
+    mean = kinds["expect_column_mean_to_be_between"][0]
+    assert (mean["min_value"], mean["max_value"]) == (SPEC.gates.label_rate_min, SPEC.gates.label_rate_max)
+    assert kinds["expect_table_row_count_to_be_between"][0]["min_value"] == SPEC.gates.min_rows
+
+
+def table(n: int, *, fraud_every: int = 20, leak: bool = False) -> pa.Table:
+    keys = [f"c{i % 50}" for i in range(n)]
+    splits = [split_of(k, SPEC) for k in keys]
+    if leak:
+        splits[0] = next(s for s in ("train", "test") if s != splits[0])
+    cols = {
+        "event_id": [f"e{i}" for i in range(n)],
+        "customer_id": keys,
+        "event_time": [1_767_225_600_000 + i for i in range(n)],
+        "is_fraud": [int(i % fraud_every == 0) for i in range(n)],
+        "amount": [10.0] * n,
+        "merchant_category": ["grocery"] * n,
+        "country": ["US"] * n,
+        "channel": ["chip"] * n,
+        "device_age_days": [None] * n,
+        "customer_tenure_days": [5] * n,
+        "hour_of_day": [3] * n,
+        "distance_from_home_km": [1.0] * n,
+        "card_present": [True] * n,
+        "is_international": [False] * n,
+        "cust_txn_count_24h": [0.0] * n,
+        "cust_amount_sum_24h": [0.0] * n,
+        "cust_amount_max_7d": [0.0] * n,
+        "cust_seconds_since_last": [-1.0] * n,
+        SPLIT_COLUMN: splits,
+    }
+    return pa.table(cols).cast(model_table_schema(SPEC))
+
+
+def test_dataset_checks_catch_leaks_and_quarantine() -> None:
+    checks = dataset_checks(table(1200), SPEC, valid_in_batch=1200, quarantined_in_batch=12)
+    ok = {c.name: c.success for c in checks}
+    assert ok == {"quarantine_fraction": True, "no_entity_in_two_splits": True, "split_is_deterministic_hash": True}
+    bad = {
+        c.name: c.success
+        for c in dataset_checks(table(1200, leak=True), SPEC, valid_in_batch=100, quarantined_in_batch=50)
+    }
+    assert bad == {"quarantine_fraction": False, "no_entity_in_two_splits": False, "split_is_deterministic_hash": False}
+
+
+def test_gx_validation_passes_and_fails_with_reasons(tmp_path: Path) -> None:
+    def validate(t: pa.Table, name: str):
+        return validate_model_table(
+            t, SPEC, valid_in_batch=t.num_rows, quarantined_in_batch=0, gx_dir=tmp_path, run_name=name
+        )
+
+    good = validate(table(1200), "ok")
+    assert good.success, good.failures
+    assert good.data_docs and Path(good.data_docs.removeprefix("file://")).exists()
+    bad = validate(table(1200, fraud_every=1), "bad")
+    assert not bad.success
+    assert any("expect_column_mean_to_be_between[is_fraud]" in f for f in bad.failures)
+    small = validate(table(10), "small")
+    assert any("expect_table_row_count_to_be_between" in f for f in small.failures)
