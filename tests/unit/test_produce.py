@@ -148,7 +148,7 @@ def test_replay_without_event_ids_derives_stable_ones(tmp_path: Path, events_tab
 
 def test_replay_types_values_per_spec_and_keeps_bad_values_for_quarantine(tmp_path: Path) -> None:
     rows = frame_to_events(generate_events(3, seed=1), SPEC)
-    table = pd.DataFrame(rows).astype({"amount": object})
+    table = pd.DataFrame(rows).astype({"amount": object, "is_fraud": object})
     table.loc[0, "amount"] = "abc"  # a bad value is passed through for the checker to reject
     table.loc[1, "is_fraud"] = 1  # 0/1 labels are fine
     table.loc[2, "customer_tenure_days"] = 12.0
