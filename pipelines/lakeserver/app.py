@@ -26,7 +26,7 @@ VERSION = "1.0.0-flywheel-embedded"
 API = "/api/v1"
 META_HEADER = "x-lakefs-meta-"
 INLINE_BODY_LIMIT = 16 * 1024 * 1024  # larger reads are streamed
-UPLOAD_BUFFER = 1024 * 1024
+UPLOAD_BUFFER = 4 * 1024 * 1024
 log = logging.getLogger("flywheel.lakeserver")
 
 
@@ -334,7 +334,7 @@ class Api:
                 content, content_type = wire.multipart_content(await request.body(), content_type)
                 writer.write(content)
             else:
-                # Hash and write in a worker thread, 1 MiB at a time (hashlib releases the GIL), so a
+                # Hash and write in a worker thread, 4 MiB at a time (hashlib releases the GIL), so a
                 # large upload neither blocks the event loop nor pays a thread hop per 64 KiB chunk.
                 pending: list[bytes] = []
                 buffered = 0

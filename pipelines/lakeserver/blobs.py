@@ -10,9 +10,12 @@ import contextlib
 import hashlib
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 _HEX = frozenset("0123456789abcdef")
+_PARALLEL_HASH_MIN = 256 * 1024
+_HASHERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="md5")
 
 
 class BlobWriter:
@@ -27,9 +30,16 @@ class BlobWriter:
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
-        self._sha.update(chunk)
-        self._md5.update(chunk)
+        if len(chunk) >= _PARALLEL_HASH_MIN:
+            # md5 in a helper thread while this one does sha256 and the write (hashlib releases the GIL)
+            md5_done = _HASHERS.submit(self._md5.update, chunk)
+            self._sha.update(chunk)
+            self._file.write(chunk)
+            md5_done.result()
+        else:
+            self._file.write(chunk)
+            self._sha.update(chunk)
+            self._md5.update(chunk)
         self.size += len(chunk)
 
     def finish(self, durable: bool = True) -> tuple[str, str, int]:
