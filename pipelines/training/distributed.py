@@ -66,8 +66,35 @@ def setup(device: str = "auto", timeout_s: float = 600.0) -> DistContext:
         return DistContext(rank=0, world_size=1, local_rank=0, device=dev, backend="none")
     backend = "nccl" if use_cuda else "gloo"
     kwargs = {"device_id": dev} if use_cuda else {}
-    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s), **kwargs)
+    timeout = timedelta(seconds=timeout_s)
+    dist.init_process_group(
+        backend=backend,
+        store=_attempt_store(rank, world, timeout),
+        rank=rank,
+        world_size=world,
+        timeout=timeout,
+        **kwargs,
+    )
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev, backend=backend)
+
+
+def _attempt_store(rank: int, world: int, timeout: timedelta) -> dist.Store:
+    """The rendezvous store, with keys scoped to this torchrun attempt.
+
+    torchrun keeps one store for the whole launch; after a restart (--max-restarts) the new workers would
+    otherwise read the dead workers' addresses (same keys) and fail with "Connection refused".
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    store = dist.TCPStore(
+        host_name=os.environ["MASTER_ADDR"],
+        port=int(os.environ["MASTER_PORT"]),
+        world_size=world,
+        is_master=rank == 0 and not agent_hosts_store,
+        timeout=timeout,
+        wait_for_workers=False,
+    )
+    return dist.PrefixStore(f"flywheel/attempt-{attempt}", store)
 
 
 def teardown(ctx: DistContext) -> None:

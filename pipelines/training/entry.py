@@ -48,7 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="override spec model.batch_size (global batch)")
     p.add_argument("--learning-rate", type=float, default=None, help="override spec model.learning_rate")
     p.add_argument("--seed", type=int, default=None, help="override spec model.seed")
-    p.add_argument("--monitor", choices=("auc", "loss"), default="auc", help="early-stopping metric on validation")
+    p.add_argument(
+        "--early-stopping-metric",
+        dest="monitor",
+        choices=("auc", "loss"),
+        default="auc",
+        help="early-stopping metric on validation",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--no-bf16", action="store_true", help="disable bfloat16 autocast on GPU")
     p.add_argument("--checkpoint-dir", default=None, help="default: .flywheel/checkpoints/<run key>")
@@ -141,10 +147,11 @@ def run(args: argparse.Namespace, ctx: DistContext, reporter: Reporter) -> dict[
         bf16=not args.no_bf16,
         throttle_s=args.throttle_s,
     )
+    done = checkpoints.epochs()
+    if done and ctx.is_main:
+        reporter.info(f"resuming from the checkpoint of epoch {done[-1]} in {checkpoints.directory}")
     try:
         result = train(model, tensors["train"], tensors["validation"], cfg, ctx, checkpoints, on_epoch)
-        if result.resumed_from is not None and ctx.is_main:
-            reporter.info(f"resumed from the checkpoint of epoch {result.resumed_from} in {checkpoints.directory}")
         summary = _finish(args, spec, location, splits, tensors, prep, architecture, result, ctx, reporter, tracker)
     except BaseException:
         if tracker:

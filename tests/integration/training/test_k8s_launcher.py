@@ -5,7 +5,6 @@ talks to over HTTP (kubeconfig and all). They check what the launcher does with 
 log streaming (Dagster Pipes messages travel in the pod log), failure reporting, cancellation, cleanup.
 """
 
-
 import _thread
 import sys
 import threading
@@ -26,7 +25,8 @@ with open_dagster_pipes() as pipes:
     pipes.log.info("hello from the fake pod")
     pipes.report_custom_message({"type": "epoch", "epoch": 1.0})
     record = {"model_name": "transactions", "model_version": "7", "mlflow_run_id": "r1",
-              "lakefs_repository": "flywheel", "lakefs_commit": "c" * 64, "spec_hash": "h", "metrics": {"test_auc": 0.9}}
+              "lakefs_repository": "flywheel", "lakefs_commit": "c" * 64, "spec_hash": "h",
+              "metrics": {"test_auc": 0.9}}
     pipes.report_asset_materialization(metadata={"trained_model": {"raw_value": record, "type": "json"},
                                                  "model_version": "7"})
 """
