@@ -132,7 +132,9 @@ class EventChecker:
             if spec.timestamp not in obj:
                 raise _Bad(f"{spec.timestamp} is missing")
             ts = to_epoch_ms(obj[spec.timestamp])
-            label = obj.get(spec.label)
+            if spec.label not in obj:
+                raise _Bad(f"{spec.label} is missing")
+            label = obj[spec.label]
             if label is True or label == 1:
                 label = 1
             elif label is False or label == 0:

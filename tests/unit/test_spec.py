@@ -27,9 +27,7 @@ def test_builtin_transactions_spec() -> None:
     assert "transactions" in builtin_specs()
     spec = load_spec("transactions")
     assert spec.label == "is_fraud" and spec.entity_key == "customer_id" and spec.event_id == "event_id"
-    assert {"amount", "merchant_category", "country", "channel", "device_age_days"} <= {
-        f.name for f in spec.features
-    }
+    assert {"amount", "merchant_category", "country", "channel", "device_age_days"} <= {f.name for f in spec.features}
     assert spec.model_categorical_inputs == ["merchant_category", "country", "channel"]
     assert "cust_txn_count_24h" in spec.model_numeric_inputs
     assert len(spec_hash(spec)) == 16
@@ -146,3 +144,11 @@ def test_check_event_rejects_broken_json_and_missing_fields() -> None:
     import json
 
     assert check_event(spec, json.dumps(event)).reason == "channel is missing"
+
+
+def test_missing_label_says_missing() -> None:
+    import json
+
+    event = good_event()
+    del event["is_fraud"]
+    assert check_event(load_spec(), json.dumps(event)).reason == "is_fraud is missing"
