@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from pipelines import layout
 from pipelines.config import setting, state_dir
@@ -76,6 +77,7 @@ def run_key() -> str:
     )
 
 
+@record  # torchrun's failure summary then shows the worker's traceback instead of "To enable traceback..."
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ctx = setup(args.device)

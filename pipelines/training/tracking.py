@@ -105,12 +105,8 @@ class RunTracker:
 
     def log_dataset(self, df: pd.DataFrame, source_uri: str, name: str, context: str, targets: str) -> None:
         import mlflow.data
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-        try:
-            source = resolve_dataset_source(source_uri)
-        except Exception:  # no source type claims lakefs://: record it as a plain URI (HTTP-style) source
-            source = source_uri
+        source = lakefs_dataset_source(source_uri) if source_uri.startswith("lakefs://") else source_uri
         dataset = mlflow.data.from_pandas(df, source=source, name=name, targets=targets)
         self._mlflow.log_input(dataset, context=context, tags={"uri": source_uri})
 
@@ -152,6 +148,39 @@ class RunTracker:
 
     def end(self, status: str = "FINISHED") -> None:
         self._mlflow.end_run(status=status)
+
+
+def lakefs_dataset_source(uri: str):
+    """An MLflow dataset source of type "lakefs" whose URI is the immutable lakefs://<repo>/<commit>/<path>."""
+    from mlflow.data.dataset_source import DatasetSource
+
+    class LakeFSDatasetSource(DatasetSource):
+        def __init__(self, uri: str) -> None:
+            self.uri = uri
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "lakefs"
+
+        def load(self, **kwargs: Any) -> str:
+            return self.uri  # read it with pipelines.training.data (a commit URI never changes)
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return isinstance(raw_source, str) and raw_source.startswith("lakefs://")
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> DatasetSource:
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> DatasetSource:
+            return cls(source_dict["uri"])
+
+    return LakeFSDatasetSource(uri)
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
