@@ -24,6 +24,7 @@ from dagster import (
 from pydantic import Field
 
 from pipelines.ingest import stages
+from pipelines.ingest.parallel import KafkaConsumerFactory
 from pipelines.ingest.runner import CONSUMER_DEFAULTS
 from pipelines.lake import lake_uri
 from pipelines.spec import load_spec
@@ -38,6 +39,7 @@ class IngestConfig(Config):
     spec: str = Field(default="", description="spec path or built-in name; empty = FLYWHEEL_SPEC or transactions")
     max_events: int | None = Field(default=5_000_000, description="stop reading after this many events")
     max_seconds: float = Field(default=600.0, description="stop reading after this many seconds")
+    workers: int = Field(default=0, description="reader processes, each a share of partitions; 0 = one per CPU")
 
 
 def _spec(ref: str):
@@ -57,10 +59,14 @@ def _uri(lakefs: LakeFSResource, ref: str, path: str = "") -> MetadataValue:
 )
 def raw_events(context: AssetExecutionContext, config: IngestConfig, kafka: KafkaResource, lakefs: LakeFSResource):
     spec = _spec(config.spec)
-    settings = stages.IngestSettings(max_events=config.max_events, max_seconds=config.max_seconds)
+    settings = stages.IngestSettings(
+        max_events=config.max_events, max_seconds=config.max_seconds, workers=config.workers
+    )
+    # Picklable, so reader processes (one per share of partitions) can build their own consumers.
+    factory = KafkaConsumerFactory({**kafka.client_config(), **CONSUMER_DEFAULTS})
     raw = stages.ingest_raw(
         lakefs.lake,
-        lambda: kafka.consumer(**CONSUMER_DEFAULTS),
+        factory,
         spec,
         context.run_id,
         settings,

@@ -82,6 +82,7 @@ def consume(
     poll_timeout_ms: int = 500,
     max_records_per_poll: int = 20_000,
     progress: Callable[[int], None] | None = None,
+    partitions: list[int] | None = None,
 ) -> ConsumeResult:
     """Read from `stored_offsets` until caught up or a bound is hit, feeding every record to `sink`.
 
@@ -94,7 +95,8 @@ def consume(
     from kafka.errors import OffsetOutOfRangeError
 
     started = time.monotonic()
-    partitions = topic_partitions(consumer, topic)
+    existing = topic_partitions(consumer, topic)
+    partitions = existing if partitions is None else sorted(set(partitions) & set(existing))
     tps = {p: TopicPartition(topic, p) for p in partitions}
     consumer.assign(list(tps.values()))
     start = start_positions(consumer, topic, partitions, stored_offsets)

@@ -11,16 +11,19 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.config import setting
 from pipelines.errors import FlywheelError
 from pipelines.ingest import stages
+from pipelines.ingest.parallel import KafkaConsumerFactory
 from pipelines.lake import Lake
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-spark-start")
 
 # Read from explicit offsets, never commit group offsets, and fail instead of silently jumping when an
 # offset fell out of the log. Bigger fetches than the defaults: ingestion reads in bulk.
@@ -34,23 +37,20 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def kafka_consumer_factory(bootstrap: str | None = None, **overrides: Any) -> Callable[[], Any]:
-    """A factory of consumers for `consume()`: KAFKA_BOOTSTRAP_SERVERS (or stack.env) unless given."""
+def kafka_consumer_factory(bootstrap: str | None = None, **overrides: Any) -> KafkaConsumerFactory:
+    """A (picklable) factory of consumers: KAFKA_BOOTSTRAP_SERVERS (or stack.env) unless given."""
     servers = bootstrap or setting("KAFKA_BOOTSTRAP_SERVERS")
     if not servers:
         raise FlywheelError("no Kafka broker configured: run `flywheel up` or set KAFKA_BOOTSTRAP_SERVERS")
-
-    def make() -> Any:
-        from kafka import KafkaConsumer
-
-        return KafkaConsumer(
-            bootstrap_servers=servers.split(","),
-            client_id="flywheel-ingest",
-            request_timeout_ms=30_000,
-            **{**CONSUMER_DEFAULTS, **overrides},
-        )
-
-    return make
+    return KafkaConsumerFactory(
+        {
+            "bootstrap_servers": servers.split(","),
+            "client_id": "flywheel-ingest",
+            "request_timeout_ms": 30_000,
+            **CONSUMER_DEFAULTS,
+            **overrides,
+        }
+    )
 
 
 def default_spark() -> Any:
@@ -102,15 +102,33 @@ def run_ingest(
     seconds: dict[str, float] = {}
 
     log.info("run %s: reading %s from main's offsets", run_id, spec.topic.name)
-    raw = stages.ingest_raw(lake, consumer_factory, spec, run_id, settings)
+    # The JVM starts while Kafka is read, as soon as the first events arrive (a run with nothing new
+    # never starts it); starting it mostly waits on another process, so the GIL is barely contended.
+    t_spark = time.monotonic()
+    spark_future: Future | None = None
+
+    def on_progress(events: int) -> None:
+        nonlocal spark_future, t_spark
+        if spark is None and spark_future is None and events > 0:
+            t_spark = time.monotonic()
+            spark_future = _POOL.submit(default_spark)
+
+    try:
+        raw = stages.ingest_raw(lake, consumer_factory, spec, run_id, settings, progress=on_progress)
+    except BaseException:
+        if spark_future is not None:
+            spark_future.cancel()
+        raise
     seconds.update(raw.seconds)
     outcome = IngestOutcome(raw=raw, seconds=seconds)
     if raw.nothing_new:
         return outcome
     log.info("stage raw done: %d events (%d quarantined) on %s", raw.events, raw.quarantined, raw.branch)
     t0 = time.monotonic()
-    spark = spark if spark is not None else default_spark()
-    seconds["spark_start"] = round(time.monotonic() - t0, 3)
+    if spark is None:
+        spark = spark_future.result() if spark_future is not None else default_spark()
+        seconds["spark_start_waited"] = round(time.monotonic() - t0, 3)
+        seconds["spark_start_overlapped"] = round(t0 - t_spark, 3)
     outcome.features = stages.build_features(lake, spark, spec, raw)
     seconds["features"] = outcome.features.seconds
     log.info("stage features done: %d rows at %s", outcome.features.rows, outcome.features.commit)

@@ -31,6 +31,7 @@ from pipelines import layout
 from pipelines.config import state_dir
 from pipelines.errors import FlywheelError
 from pipelines.ingest.consume import consume
+from pipelines.ingest.parallel import KafkaConsumerFactory, consume_parallel
 from pipelines.ingest.parse import StagedWriter
 from pipelines.lake import MAIN, Lake, LakeConflictError, lake_uri, run_branch_name
 from pipelines.spec.loader import spec_hash
@@ -60,7 +61,7 @@ class IngestSettings:
     max_seconds: float = 600.0
     poll_timeout_ms: int = 500
     rows_per_file: int = 1_000_000
-    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    workers: int = 0  # reader processes (a share of partitions each); 0 = one per CPU; 1 = in this process
 
 
 @dataclass
@@ -202,24 +203,41 @@ def ingest_raw(
 
     staging = state_dir() / "ingest" / run_branch_name(run_id, BRANCH_PREFIX)
     shutil.rmtree(staging, ignore_errors=True)
-    writer = StagedWriter(spec, staging, run_branch_name(run_id, "run"), rows_per_file=settings.rows_per_file)
-    consumer = consumer_factory()
-    try:
-        t0 = time.monotonic()
-        result = consume(
-            consumer,
-            spec.topic.name,
+    tag = run_branch_name(run_id, "run")
+    t0 = time.monotonic()
+    workers = settings.workers or os.cpu_count() or 1
+    if isinstance(consumer_factory, KafkaConsumerFactory) and workers > 1:
+        result, staged = consume_parallel(
+            consumer_factory,
+            spec,
             stored,
-            writer,
+            staging,
+            tag,
+            workers=workers,
             max_events=settings.max_events,
             max_seconds=settings.max_seconds,
             poll_timeout_ms=settings.poll_timeout_ms,
-            progress=progress,
+            rows_per_file=settings.rows_per_file,
+            on_start=(lambda: progress(1)) if progress is not None else None,
         )
-        staged = writer.close()
-        t_consume = time.monotonic() - t0
-    finally:
-        consumer.close()
+    else:
+        writer = StagedWriter(spec, staging, tag, rows_per_file=settings.rows_per_file)
+        consumer = consumer_factory()
+        try:
+            result = consume(
+                consumer,
+                spec.topic.name,
+                stored,
+                writer,
+                max_events=settings.max_events,
+                max_seconds=settings.max_seconds,
+                poll_timeout_ms=settings.poll_timeout_ms,
+                progress=progress,
+            )
+            staged = writer.close()
+        finally:
+            consumer.close()
+    t_consume = time.monotonic() - t0
 
     batch = RawBatch(
         run_id=run_id,

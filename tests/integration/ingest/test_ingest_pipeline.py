@@ -13,7 +13,7 @@ from harness import IngestEnv, make_env
 from pipelines import layout
 from pipelines.cli import main as flywheel
 from pipelines.ingest.parse import OFFSET_COLUMN, PARTITION_COLUMN
-from pipelines.ingest.stages import ValidationFailedError, local_copies
+from pipelines.ingest.stages import IngestSettings, ValidationFailedError, local_copies
 from pipelines.lake import MAIN, list_branches
 from pipelines.spec import load_spec
 
@@ -36,7 +36,7 @@ def test_happy_path_quarantine_and_nothing_new(ingest_env: IngestEnv, capsys: py
     counts = env.produce(3000, malformed_every=100)  # exactly 1% malformed
     assert counts == {"valid": 2970, "malformed": 30}
 
-    outcome = env.run()
+    outcome = env.run(settings=IngestSettings(workers=1))  # the in-process reader; later runs use processes
     assert outcome.status == "published"
     raw, published = outcome.raw, outcome.published
     assert (raw.events, raw.valid, raw.quarantined) == (3000, 2970, 30)

@@ -1,0 +1,241 @@
+"""Ingestion end to end (Kafka -> raw -> Spark -> GX -> merged lakeFS main) against the raw kafka-python
+consume rate from the same broker, in the same run.
+
+    .venv/bin/python benchmarks/ingest_bench.py [--events 1000000] [--malformed-rate 0.01]
+
+Starts its own embedded Kafka (Tansu) and lakeFS on free ports under a temporary state directory,
+produces the events, measures a bare consumer reading them all (the baseline: same consumer settings as
+ingestion, no parsing), then one full ingestion run, stage by stage. Writes
+benchmarks/results/ingest.json and ingest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def produce(bootstrap: str, spec, n: int, malformed_rate: float, seed: int = 7) -> dict[str, int]:
+    """Events for the spec, generated from its types and ranges (as a user's producer would send them)."""
+    from kafka import KafkaProducer
+
+    rng = random.Random(seed)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks=1,
+        linger_ms=20,
+        batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        max_block_ms=60_000,
+    )
+    cats = {f.name: f.values for f in spec.categorical_features}
+    base = 1_767_225_600_000
+    malformed = 0
+    for i in range(n):
+        key = f"c{rng.randrange(20_000):05d}"
+        if rng.random() < malformed_rate:
+            malformed += 1
+            producer.send(spec.topic.name, value=b'{"event_id": "broken' + str(i).encode(), key=key.encode())
+            continue
+        event = {
+            spec.event_id: f"ev{i:09d}",
+            spec.entity_key: key,
+            spec.timestamp: base + i * 200,
+            spec.label: rng.random() < 0.02,
+        }
+        for f in spec.features:
+            if f.name in cats:
+                event[f.name] = cats[f.name][rng.randrange(len(cats[f.name]))]
+            elif f.type == "boolean":
+                event[f.name] = rng.random() < 0.5
+            elif f.integer:
+                event[f.name] = rng.randint(int(f.min or 0), int(min(f.max or 100, (f.min or 0) + 500)))
+            else:
+                event[f.name] = round(rng.uniform(f.min or 0, min(f.max or 100, (f.min or 0) + 500)), 2)
+        producer.send(spec.topic.name, value=json.dumps(event).encode(), key=key.encode())
+    producer.flush(300)
+    producer.close(30)
+    return {"valid": n - malformed, "malformed": malformed}
+
+
+def raw_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """A bare kafka-python consumer, same settings as ingestion, reading all n records; no parsing."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from pipelines.ingest.runner import CONSUMER_DEFAULTS
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER_DEFAULTS)
+    parts = sorted(consumer.partitions_for_topic(topic) or [])
+    tps = [TopicPartition(topic, p) for p in parts]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    seen = 0
+    nbytes = 0
+    t0 = time.perf_counter()
+    while seen < n:
+        for records in consumer.poll(timeout_ms=1000, max_records=20_000).values():
+            seen += len(records)
+            nbytes += sum(len(r.value) for r in records)
+    seconds = time.perf_counter() - t0
+    consumer.close()
+    return {"events": seen, "seconds": round(seconds, 3), "events_per_s": round(seen / seconds, 1), "bytes": nbytes}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--malformed-rate", type=float, default=0.01)
+    parser.add_argument("--spark-master", default="local[*]")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary state directory")
+    parser.add_argument("--out", default=str(RESULTS / "ingest"))
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="flywheel-ingest-bench-"))
+    os.environ["FLYWHEEL_STATE_DIR"] = str(state)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    from pipelines.config import read_env_file
+    from pipelines.ingest.runner import kafka_consumer_factory, run_ingest
+    from pipelines.ingest.stages import IngestSettings
+    from pipelines.lake import Lake
+    from pipelines.spec import load_spec
+    from pipelines.stack import Stack
+    from pipelines.stack.net import free_port
+
+    spec = load_spec("transactions")
+    stack = Stack(state_dir=state, project_root=ROOT)
+    services = ["kafka", "lakefs"]
+    stack.up(services=services, ports={s: free_port() for s in services}, check_java_version=False)
+    try:
+        env = read_env_file(stack.env_file)
+        os.environ.update(env)
+        bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(spec.topic.name, spec.topic.partitions, 1)])
+        admin.close()
+
+        print(f"producing {args.events} events ...", flush=True)
+        t0 = time.perf_counter()
+        counts = produce(bootstrap, spec, args.events, args.malformed_rate)
+        produce_s = time.perf_counter() - t0
+        print(f"  {produce_s:.1f}s; raw consume baseline ...", flush=True)
+        baseline = raw_consume_rate(bootstrap, spec.topic.name, args.events)
+        print(f"  {baseline}", flush=True)
+
+        print("end-to-end ingestion ...", flush=True)
+        os.environ["SPARK_MASTER"] = args.spark_master
+        t0 = time.perf_counter()
+        # Spark is started by the run itself, overlapped with consumption (as in production).
+        outcome = run_ingest(
+            spec,
+            lake=Lake.from_env(),
+            consumer_factory=kafka_consumer_factory(bootstrap),
+            run_id="bench",
+            settings=IngestSettings(max_events=None, max_seconds=3600),
+        )
+        e2e = time.perf_counter() - t0
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()
+        assert outcome.published is not None, outcome.status
+        assert outcome.raw.events == args.events, (outcome.raw.events, args.events)
+        stages = dict(outcome.seconds)
+        e2e_rate = args.events / e2e
+        result = {
+            "benchmark": "ingest",
+            "events": args.events,
+            "malformed_rate": args.malformed_rate,
+            "produced": counts,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+            },
+            "spark_master": args.spark_master,
+            "raw_consume": baseline,
+            "end_to_end": {
+                "seconds": round(e2e, 3),
+                "events_per_s": round(e2e_rate, 1),
+                "ratio_to_raw_consume": round(e2e_rate / baseline["events_per_s"], 3),
+                "stages_s": stages,
+                "rows_published": outcome.features.rows if outcome.features else None,
+                "quarantined": outcome.raw.quarantined,
+                "main_commit": outcome.published.commit,
+            },
+            "consume_parse_only": {
+                "events_per_s": round(args.events / outcome.seconds["consume_parse"], 1),
+                "ratio_to_raw_consume": round(
+                    args.events / outcome.seconds["consume_parse"] / baseline["events_per_s"], 3
+                ),
+            },
+            "produce_seconds": round(produce_s, 3),
+        }
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        out.with_suffix(".md").write_text(markdown(result))
+        print(json.dumps(result, indent=2))
+    finally:
+        stack.down()
+        if not args.keep:
+            shutil.rmtree(state, ignore_errors=True)
+    return 0
+
+
+def markdown(r: dict) -> str:
+    e2e, raw = r["end_to_end"], r["raw_consume"]
+    lines = [
+        "# Ingestion benchmark",
+        "",
+        f"{r['events']:,} events ({r['malformed_rate']:.0%} malformed), transactions spec, one run of "
+        f"`benchmarks/ingest_bench.py`; {r['machine']['cpus']} CPUs shared with other work "
+        f"(1-min load average at the end: {r['machine']['load_avg_1m_at_end']}), Spark `{r['spark_master']}`.",
+        "",
+        "| measurement | seconds | events/s | vs raw consume |",
+        "| --- | ---: | ---: | ---: |",
+        f"| raw kafka-python consume (baseline, no parsing) | {raw['seconds']:.1f} | "
+        f"{raw['events_per_s']:,.0f} | 1.00x |",
+        f"| ingestion consume + parse + quarantine (stage 1 only) | {e2e['stages_s']['consume_parse']:.1f} | "
+        f"{r['consume_parse_only']['events_per_s']:,.0f} | {r['consume_parse_only']['ratio_to_raw_consume']:.2f}x |",
+        f"| **end to end: Kafka to merged lakeFS main** | **{e2e['seconds']:.1f}** | **{e2e['events_per_s']:,.0f}** | "
+        f"**{e2e['ratio_to_raw_consume']:.2f}x** |",
+        "",
+        "Where the end-to-end time goes:",
+        "",
+        "| stage | seconds | share |",
+        "| --- | ---: | ---: |",
+    ]
+    names = {
+        "spark_start_waited": "waiting for the Spark JVM after consumption (its start overlaps consumption)",
+        "consume_parse": "consume + parse + quarantine (Kafka -> local Parquet)",
+        "raw_write": "raw/quarantine Parquet upload + commit on the branch",
+        "features": "Spark model table (read, dedup, windows, split, collect, upload, commit)",
+        "validation": "Great Expectations suite + dataset checks + Data Docs",
+        "commit_merge": "commit metadata + merge into main + tag",
+    }
+    for key, label in names.items():
+        s = e2e["stages_s"].get(key)
+        if s is not None:
+            lines.append(f"| {label} | {s:.1f} | {s / e2e['seconds']:.0%} |")
+    lines += ["", f"Produced with kafka-python in {r['produce_seconds']:.0f}s (not part of either measurement).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
