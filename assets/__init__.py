@@ -2,5 +2,5 @@
 
 ASSET_MODULES = [
     "assets.ingest",
-    # "assets.training",
+    "assets.training",
 ]

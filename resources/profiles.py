@@ -13,6 +13,7 @@ from resources.kafka import KafkaResource
 from resources.lakefs import LakeFSResource
 from resources.mlflow import MLflowResource
 from resources.spark import SparkResource
+from resources.training import K8sTrainingLauncher, LocalTrainingLauncher
 
 
 def _common() -> dict[str, Any]:
@@ -23,11 +24,21 @@ def _common() -> dict[str, Any]:
 
 
 def _local() -> dict[str, Any]:
-    return {**_common(), "lakefs": LakeFSResource(), "spark": SparkResource(master="local[*]")}
+    return {
+        **_common(),
+        "lakefs": LakeFSResource(),
+        "spark": SparkResource(master="local[*]"),
+        "trainer": LocalTrainingLauncher(),
+    }
 
 
 def _k8s() -> dict[str, Any]:
-    return {**_common(), "lakefs": LakeFSResource(), "spark": SparkResource(require_cluster=True)}
+    return {
+        **_common(),
+        "lakefs": LakeFSResource(),
+        "spark": SparkResource(require_cluster=True),
+        "trainer": K8sTrainingLauncher(),
+    }
 
 
 def build_resources(profile: str | None = None) -> dict[str, Any]:

@@ -61,19 +61,24 @@ class TrainingLauncher(ConfigurableResource):
 class LocalTrainingLauncher(TrainingLauncher):
     """torchrun on this machine: `nproc_per_node` DDP workers (gloo on CPU, NCCL on GPUs)."""
 
-    nproc_per_node: int = Field(default=1, ge=1, description="worker processes (GPUs to use on a GPU machine)")
+    nproc_per_node: int = Field(
+        default=0, ge=0, description="worker processes (GPUs on a GPU machine); 0 = FLYWHEEL_TRAINING_NPROC, then 1"
+    )
     max_restarts: int = Field(default=1, ge=0, description="torchrun restarts after a worker dies (resume)")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when available")
     python: str = Field(default="", description="interpreter for torchrun; empty = the one running Dagster")
     extra_args: list[str] = Field(default_factory=list, description="more pipelines.training.entry arguments")
     log_tail_lines: int = Field(default=30, description="worker log lines quoted in a failure")
 
+    def resolved_nproc(self) -> int:
+        return self.nproc_per_node or int(setting("FLYWHEEL_TRAINING_NPROC", "1") or 1)
+
     def command(self, entry_args: Sequence[str], log_dir: str) -> list[str]:
         return [
             self.python or sys.executable,
             "-m", "torch.distributed.run",
             "--standalone",
-            "--nproc-per-node", str(self.nproc_per_node),
+            "--nproc-per-node", str(self.resolved_nproc()),
             "--max-restarts", str(self.max_restarts),
             "--log-dir", log_dir,
             "--tee", "3",  # worker stdout/stderr to the console (Dagster's compute logs) and to log_dir
@@ -84,7 +89,7 @@ class LocalTrainingLauncher(TrainingLauncher):
         ]  # fmt: skip
 
     def describe(self) -> str:
-        return f"local torchrun, {self.nproc_per_node} process(es), device {self.device}"
+        return f"local torchrun, {self.resolved_nproc()} process(es), device {self.device}"
 
     def launch(self, context, entry_args, env, extras=None) -> PipesClientCompletedInvocation:
         log_dir = tempfile.mkdtemp(prefix="flywheel-torchrun-")
