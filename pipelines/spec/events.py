@@ -16,6 +16,11 @@ from typing import Any
 
 from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
 
+try:  # orjson parses ~3x faster than json on the ingestion hot path; json is the fallback
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
+
 
 @dataclass(frozen=True, slots=True)
 class EventCheck:
@@ -157,7 +162,7 @@ class EventChecker:
 
     def check(self, raw: bytes | str) -> EventCheck:
         try:
-            obj = json.loads(raw)
+            obj = _loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return EventCheck(None, f"not valid JSON: {exc}")
         return self.check_obj(obj)
