@@ -9,7 +9,6 @@ resuming from the last checkpoint), the usual remaining failures (bad data, OOM,
 same way again, and a step retry after registration would register a duplicate model version.
 """
 
-
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -35,6 +34,17 @@ def spec_argument() -> str:
     """The spec as the trainer should name it: a built-in name, or the YAML path (must exist in the image)."""
     path = resolve_spec_path()
     return path.stem if path.parent.name == "builtin" and path.stem in builtin_specs() else str(path)
+
+
+def epoch_table(rows: list[dict]) -> str:
+    """The per-epoch metrics the trainer streamed through Pipes, as a Markdown table (a restart repeats epochs)."""
+    lines = ["| epoch | train loss | val AUC | val log loss | samples/s |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(
+            f"| {int(r['epoch'])} | {r['train_loss']:.4f} | {r.get('val_auc', float('nan')):.4f} | "
+            f"{r['val_log_loss']:.4f} | {r['samples_per_second']:,.0f} |"
+        )
+    return "\n".join(lines)
 
 
 @asset(
@@ -81,8 +91,10 @@ def trained_model(
     record = TrainedModel.from_dict(metadata["trained_model"].value)
     tracking_uri = mlflow.resolved_tracking_uri()
     experiment = mlflow.client().get_run(record.mlflow_run_id).info.experiment_id if record.mlflow_run_id else "0"
+    epochs = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and m.get("type") == "epoch"]
     metadata.update(
         {
+            "epochs": MetadataValue.md(epoch_table(epochs)),
             "mlflow_run": MetadataValue.url(run_url(tracking_uri, experiment, record.mlflow_run_id)),
             "model_uri": MetadataValue.text(record.model_uri),
             "registered_model": MetadataValue.url(

@@ -1,9 +1,15 @@
 """The trained_model asset materialized through Dagster: lakeFS main resolved to a commit, torchrun with two
 workers through PipesSubprocessClient, results back through Pipes, metadata linking MLflow and lakeFS."""
 
+import os
+import signal
+import threading
+import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
+import psutil
 import pytest
 from dagster import materialize
 from mlflow import MlflowClient
@@ -42,10 +48,50 @@ def test_trained_model_materializes_with_lineage_metadata(lake_commit, mlflow_tr
     assert meta["model_uri"].value == f"models:/{MODEL_NAME}/{record.model_version}"
     assert record.mlflow_run_id in meta["mlflow_run"].value
     assert meta["world_size"].value == 2
+    assert meta["epochs"].value.count("\n| ") == 1 + 3  # header rule + 3 epochs streamed through Pipes
     assert mat.tags.get("dagster/data_version") == commit
     tags = MlflowClient(mlflow_tracking_uri).get_run(record.mlflow_run_id).data.tags
     assert tags[tracking.TAG_DAGSTER_RUN] == result.run_id
     assert tags[tracking.TAG_COMMIT] == commit
+
+
+def test_a_worker_killed_under_dagster_resumes_and_the_run_succeeds(
+    lake_commit, mlflow_tracking_uri: str, stack_env
+) -> None:
+    """torchrun --max-restarts=1 under Dagster Pipes: rank 0 re-opens Pipes after the restart."""
+    lake, commit = lake_commit
+    res = resources(lake.repository_id, mlflow_tracking_uri)
+    res["trainer"] = LocalTrainingLauncher(
+        nproc_per_node=2, max_restarts=1, extra_args=["--epochs", "4", "--batch-size", "256", "--throttle-s", "1.0"]
+    )
+    checkpoints = Path(os.environ["FLYWHEEL_STATE_DIR"]) / "checkpoints"
+    before = set(checkpoints.glob("*")) if checkpoints.exists() else set()
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            fresh = [d for d in checkpoints.glob("*") if d not in before] if checkpoints.exists() else []
+            if fresh and (fresh[0] / "epoch-00002.pt").exists():
+                workers = [
+                    p
+                    for p in psutil.Process().children(recursive=True)
+                    if "pipelines.training.entry" in " ".join(p.cmdline())
+                    and "torch.distributed.run" not in " ".join(p.cmdline())
+                ]
+                if workers:
+                    os.kill(workers[-1].pid, signal.SIGKILL)
+                    killed.append(workers[-1].pid)
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=kill_a_worker, daemon=True).start()
+    result = materialize([trained_model], resources=res)
+    assert killed, "no worker was killed"
+    assert result.success
+    meta = result.asset_materializations_for_node("trained_model")[0].metadata
+    assert meta["resumed_from_epoch"].value >= 2 and meta["epochs_run"].value == 4
+    assert result.output_for_node("trained_model").lakefs_commit == commit
 
 
 def test_an_empty_main_fails_with_what_to_do(stack_env, mlflow_tracking_uri: str) -> None:
