@@ -14,11 +14,13 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetObservation,
+    Backoff,
     Config,
     DataVersion,
     Failure,
     MetadataValue,
     Output,
+    RetryPolicy,
     asset,
 )
 from pydantic import Field
@@ -33,6 +35,9 @@ from resources.lakefs import LakeFSResource
 from resources.spark import SparkResource
 
 GROUP = "ingestion"
+# Safe to retry every stage: raw recreates its branch from main's offsets, features rebuild the table,
+# and publish recognizes a merge this run already made (so a retry never merges twice).
+RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 
 
 class IngestConfig(Config):
@@ -52,6 +57,7 @@ def _uri(lakefs: LakeFSResource, ref: str, path: str = "") -> MetadataValue:
 
 @asset(
     group_name=GROUP,
+    retry_policy=RETRY,
     output_required=False,
     kinds={"kafka", "lakefs", "parquet"},
     description="New events from the spec's Kafka topic since main's offsets: raw/ and quarantine/ on the run "
@@ -112,6 +118,7 @@ def raw_events(context: AssetExecutionContext, config: IngestConfig, kafka: Kafk
 
 @asset(
     group_name=GROUP,
+    retry_policy=RETRY,
     kinds={"spark", "lakefs", "parquet"},
     description="The model table (features/<spec>/) rebuilt with Spark from all raw events on the run branch: "
     "typed, deduplicated by event id, per-entity history aggregates, deterministic split, vocabularies.",
@@ -132,6 +139,8 @@ def features(context: AssetExecutionContext, raw_events: stages.RawBatch, spark:
             "splits": MetadataValue.json(feats.splits),
             "vocabularies": MetadataValue.json(feats.vocabularies),
             "seconds": MetadataValue.float(feats.seconds),
+            "offset_ranges": MetadataValue.json(raw_events.offset_ranges),
+            "quarantined": MetadataValue.int(raw_events.quarantined),
         },
     )
 
@@ -151,6 +160,7 @@ def _summary_metadata(summary: Any) -> dict[str, Any]:
 
 @asset(
     group_name=GROUP,
+    retry_policy=RETRY,
     kinds={"great_expectations", "lakefs"},
     check_specs=[
         AssetCheckSpec(
@@ -183,7 +193,12 @@ def validated_dataset(
             metadata={**meta, "branch": MetadataValue.text(raw_events.branch or "")},
         )
         context.log.error(message)
-        raise Failure(description=message, metadata={"branch": MetadataValue.text(raw_events.branch or "")})
+        # Not retried: the same data fails the same gate; fix the producer or the spec, then run again.
+        raise Failure(
+            description=message,
+            metadata={"branch": MetadataValue.text(raw_events.branch or "")},
+            allow_retries=False,
+        )
     yield AssetCheckResult(check_name="passes_expectations", passed=True, description=summary.headline(), metadata=meta)
     published = stages.publish(lake, spec, raw_events, features, summary)
     context.log.info(f"published {published.tag} at main commit {published.commit}")

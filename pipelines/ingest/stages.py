@@ -147,6 +147,21 @@ def _remember(lake: Lake, ref: str, pairs: list[tuple[Path, str]]) -> None:
             os.replace(local, cache / _cache_key(info.checksum, info.size_bytes))
 
 
+def prune_cache(lake: Lake, ref: str, prefixes: list[str], min_age_s: float = 3600.0) -> int:
+    """Drop cached files no object under prefixes at ref uses (older than min_age_s: other runs may be
+    using theirs). Every run rewrites the model table, so without this the cache grows by one per run."""
+    cache = _cache_dir(lake)
+    if not cache.exists():
+        return 0
+    keep = {_cache_key(o.checksum, o.size_bytes) for p in prefixes for o in lake.list_objects(ref, p)}
+    now, dropped = time.time(), 0
+    for path in cache.iterdir():
+        if path.name not in keep and now - path.stat().st_mtime > min_age_s:
+            path.unlink(missing_ok=True)
+            dropped += 1
+    return dropped
+
+
 def local_copies(lake: Lake, ref: str, prefix: str, suffix: str = ".parquet") -> list[Path]:
     """Local files for every object under prefix at ref: from the content cache, downloading misses."""
     cache = _cache_dir(lake)
@@ -310,7 +325,8 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
         raise FlywheelError("build_features needs a raw batch with a branch (nothing new was ingested)")
     t0 = time.monotonic()
     files = local_copies(lake, raw.commit, layout.raw_prefix(spec))
-    if is_remote(spark):  # Spark Connect: the server cannot read our disk, so ship the rows as Arrow
+    if is_remote(spark) or not spark.sparkContext.master.startswith("local"):
+        # Spark Connect or a cluster: executors cannot read this disk, so ship the rows as Arrow
         frame = spark.createDataFrame(pa.concat_tables(pq.read_table(f) for f in files))
     else:
         frame = spark.read.parquet(*(str(f) for f in files))
@@ -428,6 +444,14 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
     """
     if not summary.success:
         raise ValidationFailedError(failure_message(lake, raw, summary))
+    head_meta = lake.commit_info(MAIN).metadata or {}
+    if head_meta.get(f"{META_PREFIX}run_id") == raw.run_id and head_meta.get(f"{META_PREFIX}stage") == "published":
+        # A retry of this step after its merge went through: report the publication, merge nothing twice.
+        tag = head_meta[f"{META_PREFIX}dataset_tag"]
+        commit = lake.resolve(MAIN)
+        lake.tag(tag, commit, exist_ok=True)
+        lake.delete_branch(feats.branch, missing_ok=True)
+        return Published(commit, tag, int(head_meta[f"{META_PREFIX}dataset_version"]), dict(head_meta))
     head = lake.resolve(MAIN)
     if head != raw.base_commit and read_offsets(lake, head, spec) != read_offsets(lake, raw.base_commit, spec):
         raise StaleBaseError(
@@ -474,6 +498,8 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
     _crash_point("after_merge")
     lake.tag(tag, commit, exist_ok=True)
     lake.delete_branch(feats.branch, missing_ok=True)
+    prefixes = [layout.raw_prefix(spec), layout.quarantine_prefix(spec), layout.features_prefix(spec)]
+    prune_cache(lake, commit, prefixes)
     return Published(commit=commit, tag=tag, version=version, metadata=meta)
 
 
