@@ -226,6 +226,9 @@ def markdown(r: dict) -> str:
         "consume_parse": "consume + parse + quarantine (Kafka -> local Parquet)",
         "raw_write": "raw/quarantine Parquet upload + commit on the branch",
         "features": "Spark model table (read, dedup, windows, split, collect, upload, commit)",
+        "features.spark_compute_collect": "  of which Spark compute + collect to Arrow + sort",
+        "features.parquet_write": "  of which model-table Parquet write",
+        "features.upload_commit": "  of which upload + commit on the branch",
         "validation": "Great Expectations suite + dataset checks + Data Docs",
         "commit_merge": "commit metadata + merge into main + tag",
     }

@@ -131,6 +131,7 @@ def run_ingest(
         seconds["spark_start_overlapped"] = round(t0 - t_spark, 3)
     outcome.features = stages.build_features(lake, spark, spec, raw)
     seconds["features"] = outcome.features.seconds
+    seconds.update({f"features.{k}": v for k, v in outcome.features.seconds_detail.items()})
     log.info("stage features done: %d rows at %s", outcome.features.rows, outcome.features.commit)
     t0 = time.monotonic()
     outcome.validation = stages.validate(lake, spec, raw, outcome.features)

@@ -110,6 +110,7 @@ class FeatureBatch:
     paths: list[str]
     vocabularies: dict[str, list[str]]
     seconds: float
+    seconds_detail: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -333,6 +334,7 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
     table = to_arrow(build_model_table(frame, spec), spec)
     raw_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     vocab = vocabularies(table, spec)
+    t_spark = time.monotonic() - t0
 
     out_dir = state_dir() / "ingest" / f"{raw.branch}-features"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -348,6 +350,7 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
     stale = [p for p in lake.list_paths(raw.commit, prefix) if p not in keep and not p.startswith(f"{prefix}_meta/")]
     if stale:
         lake.delete_objects(raw.branch, stale)
+    t_write = time.monotonic() - t0 - t_spark
     for local, path in uploads:
         lake.upload_file(raw.branch, path, local, "application/vnd.apache.parquet")
     lake.write_bytes(raw.branch, layout.vocabularies_path(spec), vocabularies_json(vocab), "application/json")
@@ -373,6 +376,11 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
         paths=[p for _, p in uploads],
         vocabularies=vocab,
         seconds=round(time.monotonic() - t0, 3),
+        seconds_detail={
+            "spark_compute_collect": round(t_spark, 3),
+            "parquet_write": round(t_write, 3),
+            "upload_commit": round(time.monotonic() - t0 - t_spark - t_write, 3),
+        },
     )
 
 

@@ -56,23 +56,29 @@ def to_epoch_ms(value: Any) -> int:
 
 
 def _numeric(f: NumericFeature) -> Callable[[Any], Any]:
+    # Settings bound to locals and an exact-type fast path: this runs for every feature of every event.
+    name, nullable, integer, lo, hi = f.name, f.nullable, f.integer, f.min, f.max
+    isfinite = math.isfinite
+
     def check(v: Any) -> Any:
-        if v is None:
-            if f.nullable:
-                return None
-            raise _Bad(f"{f.name} is null")
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise _Bad(f"{f.name} must be a number, got {type(v).__name__}")
-        if not math.isfinite(v):
-            raise _Bad(f"{f.name} is not finite")
-        if f.integer:
+        t = type(v)
+        if t is not float and t is not int:
+            if v is None:
+                if nullable:
+                    return None
+                raise _Bad(f"{name} is null")
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise _Bad(f"{name} must be a number, got {type(v).__name__}")
+        if t is float and not isfinite(v):  # ints are always finite (and isfinite overflows on huge ones)
+            raise _Bad(f"{name} is not finite")
+        if integer:
             if v != int(v):
-                raise _Bad(f"{f.name} must be an integer, got {v}")
+                raise _Bad(f"{name} must be an integer, got {v}")
             v = int(v)
-        if f.min is not None and v < f.min:
-            raise _Bad(f"{f.name}={v} is below the minimum {f.min:g}")
-        if f.max is not None and v > f.max:
-            raise _Bad(f"{f.name}={v} is above the maximum {f.max:g}")
+        if lo is not None and v < lo:
+            raise _Bad(f"{name}={v} is below the minimum {lo:g}")
+        if hi is not None and v > hi:
+            raise _Bad(f"{name}={v} is above the maximum {hi:g}")
         return v
 
     return check
@@ -122,35 +128,36 @@ class EventChecker:
             else:
                 checks.append((f.name, _boolean(f)))
         self._checks = checks
+        self._reserved = (spec.event_id, spec.entity_key, spec.timestamp, spec.label)
 
     def check_obj(self, obj: Any) -> EventCheck:
-        spec = self.spec
+        eid_f, key_f, ts_f, label_f = self._reserved
         if not isinstance(obj, dict):
             return EventCheck(None, f"event is a JSON {type(obj).__name__}, not an object")
         try:
-            event_id = obj.get(spec.event_id)
+            event_id = obj.get(eid_f)
             if not isinstance(event_id, str) or not event_id:
-                raise _Bad(f"{spec.event_id} is missing or not a non-empty string")
-            key = obj.get(spec.entity_key)
+                raise _Bad(f"{eid_f} is missing or not a non-empty string")
+            key = obj.get(key_f)
             if isinstance(key, bool) or not isinstance(key, str | int) or key == "":
-                raise _Bad(f"{spec.entity_key} is missing or not a string/integer")
-            if spec.timestamp not in obj:
-                raise _Bad(f"{spec.timestamp} is missing")
-            ts = to_epoch_ms(obj[spec.timestamp])
-            if spec.label not in obj:
-                raise _Bad(f"{spec.label} is missing")
-            label = obj[spec.label]
+                raise _Bad(f"{key_f} is missing or not a string/integer")
+            if ts_f not in obj:
+                raise _Bad(f"{ts_f} is missing")
+            ts = to_epoch_ms(obj[ts_f])
+            if label_f not in obj:
+                raise _Bad(f"{label_f} is missing")
+            label = obj[label_f]
             if label is True or label == 1:
                 label = 1
             elif label is False or label == 0:
                 label = 0
             else:
-                raise _Bad(f"{spec.label} must be true/false or 0/1, got {label!r:.40}")
+                raise _Bad(f"{label_f} must be true/false or 0/1, got {label!r:.40}")
             record: dict[str, Any] = {
-                spec.event_id: event_id,
-                spec.entity_key: str(key),
-                spec.timestamp: ts,
-                spec.label: label,
+                eid_f: event_id,
+                key_f: str(key),
+                ts_f: ts,
+                label_f: label,
             }
             for name, check in self._checks:
                 if name not in obj:
