@@ -40,7 +40,7 @@ class DistContext:
             name = torch.cuda.get_device_name(self.device)
         else:
             name = f"CPU {platform.machine()} ({torch.get_num_threads()} threads/worker)"
-        return f"{self.world_size} x {name} ({self.backend})"
+        return f"{self.world_size} x {name}" + (f" ({self.backend})" if self.distributed else "")
 
 
 def setup(device: str = "auto", timeout_s: float = 600.0) -> DistContext:

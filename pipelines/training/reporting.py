@@ -7,16 +7,12 @@ message stream clean); other ranks log warnings and errors to stderr.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
-
-log = logging.getLogger("flywheel.training")
 
 
 class Reporter(Protocol):
@@ -32,23 +28,19 @@ class Reporter(Protocol):
 
 
 class LogReporter:
-    """Structured lines on stderr (JSON when FLYWHEEL_LOG_FORMAT=json)."""
+    """Structured lines on stderr through pipelines.logs (one JSON object a line with FLYWHEEL_LOG_FORMAT=json)."""
 
     def __init__(self, rank: int) -> None:
+        from pipelines.logs import get_logger
+
         self.rank = rank
         self.run_id = os.environ.get("DAGSTER_RUN_ID") or None
-        self.json = os.environ.get("FLYWHEEL_LOG_FORMAT") == "json"
-        logging.basicConfig(
-            level=logging.INFO if rank == 0 else logging.WARNING,
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        self.log = get_logger("training")
+        if rank != 0:
+            self.log.setLevel(logging.WARNING)  # one rank tells the story; the others speak up on problems
 
     def _emit(self, level: int, message: str, **fields: Any) -> None:
-        if self.json:
-            log.log(level, json.dumps({"rank": self.rank, "message": message, **fields}, default=str))
-        else:
-            log.log(level, "[rank %d] %s", self.rank, message)
+        self.log.log(level, f"[rank {self.rank}] {message}", extra={"fields": {"rank": self.rank, **fields}})
 
     def info(self, message: str) -> None:
         self._emit(logging.INFO, message)
@@ -60,7 +52,19 @@ class LogReporter:
         self._emit(logging.INFO, _epoch_line(row), event="epoch", **row)
 
     def materialize(self, metadata: Mapping[str, Any], data_version: str | None = None) -> None:
-        self._emit(logging.INFO, "training done: " + json.dumps(dict(metadata), default=str), event="result")
+        record = metadata.get("trained_model", {})
+        record = record.get("raw_value", record) if isinstance(record, dict) else {}
+        metrics = record.get("metrics", {})
+        summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("validation_auc", "test_auc") if k in metrics)
+        version = record.get("model_version") or "not registered"
+        self._emit(
+            logging.INFO,
+            f"training done: model {record.get('model_name')} version {version}, MLflow run "
+            f"{record.get('mlflow_run_id') or '-'}, data {record.get('lakefs_repository')}@"
+            f"{str(record.get('lakefs_commit'))[:12]}; {summary}",
+            event="result",
+            trained_model=record,
+        )
 
 
 class PipesReporter:
