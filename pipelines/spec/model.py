@@ -21,9 +21,7 @@ class _Strict(BaseModel):
 
 def _check_identifier(value: str) -> str:
     if not _NAME.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid column name (letters, digits and _; not starting with a digit)"
-        )
+        raise ValueError(f"{value!r} is not a valid column name (letters, digits and _; not starting with a digit)")
     return value
 
 
