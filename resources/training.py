@@ -248,7 +248,7 @@ class K8sTrainingLauncher(TrainingLauncher):
                 extras=extras,
                 namespace=namespace,
                 base_pod_meta={"labels": manifests.pod_manifest(cfg)["metadata"]["labels"]},
-                base_pod_spec=manifests.pod_spec(cfg),
+                base_pod_spec=manifests.single_pod_spec(cfg),
                 pod_wait_timeout=float(self.active_deadline_seconds),
             )
         except Failure:

@@ -182,13 +182,18 @@ def pod_spec(cfg: TrainingPodConfig, command: list[str] | None = None, extra_env
     return spec
 
 
+def single_pod_spec(cfg: TrainingPodConfig) -> dict:
+    """pod_spec() for a bare Pod: the deadline sits on the Pod itself (Jobs carry their own)."""
+    return {**pod_spec(cfg), "activeDeadlineSeconds": cfg.active_deadline_seconds}
+
+
 def pod_manifest(cfg: TrainingPodConfig) -> dict:
-    """A standalone single-node Pod (the launcher lets PipesK8sClient build it from pod_spec())."""
+    """A standalone single-node Pod (the launcher lets PipesK8sClient build it from single_pod_spec())."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": cfg.name, "namespace": cfg.namespace, "labels": _labels(cfg)},
-        "spec": pod_spec(cfg),
+        "spec": single_pod_spec(cfg),
     }
 
 

@@ -43,7 +43,8 @@ def test_manifests_validate_strictly(manifests) -> None:
 
 
 def test_pod_is_restricted_and_requests_gpus_and_shm() -> None:
-    spec = k8s.pod_spec(config())
+    spec = k8s.single_pod_spec(config(active_deadline_seconds=7200))
+    assert spec["activeDeadlineSeconds"] == 7200
     container = spec["containers"][0]
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

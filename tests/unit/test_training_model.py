@@ -95,6 +95,17 @@ def test_missing_model_table_says_to_run_ingest_first(tmp_path: Path) -> None:
         read_model_table(LocalStore(tmp_path), SPEC)
 
 
+def test_code_version_is_the_git_sha_or_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.training.tracking import code_version
+
+    monkeypatch.delenv("FLYWHEEL_CODE_VERSION", raising=False)
+    assert code_version() != "unknown"  # this checkout
+    monkeypatch.setenv("FLYWHEEL_HOME", str(tmp_path))  # no git here (an image without .git)
+    assert code_version() == "unknown"
+    monkeypatch.setenv("FLYWHEEL_CODE_VERSION", "abc123")  # what an image build sets
+    assert code_version() == "abc123"
+
+
 def test_entry_options_survive_torchruns_own_parser() -> None:
     """torchrun's argparse matches abbreviations of its own options anywhere on the command line (e.g. a
     `--monitor` flag after `-m module` is taken for `--monitor-interval`), so no entry option may be a
