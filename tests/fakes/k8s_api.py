@@ -8,7 +8,8 @@ The "kubelet" of the fake plays a behaviour per pod, picked by the test:
   oom               Running, prints a few lines, then Failed: OOMKilled, exit code 137
   image_pull_backoff Pending forever, container waiting: ImagePullBackOff
   hang              Running forever with no output, until deleted
-Jobs (completionMode Indexed) create one pod per completion index, like the Job controller.
+Jobs (completionMode Indexed) create one pod per completion index, like the Job controller; PyTorchJobs
+(kubeflow.org/v1) create a master and worker pods with PET_* env, like the Kubeflow training operator.
 Deleting a pod ends its log streams and kills its process. Every request is recorded in `requests`.
 """
 
@@ -144,6 +145,7 @@ class FakeKubernetesAPI:
         self.pods: dict[tuple[str, str], FakePod] = {}
         self.jobs: dict[tuple[str, str], dict] = {}
         self.services: dict[tuple[str, str], dict] = {}
+        self.pytorchjobs: dict[tuple[str, str], dict] = {}
         self.requests: list[tuple[str, str]] = []
         self.created: list[tuple[str, str]] = []  # (kind, name)
         self.deleted: list[tuple[str, str]] = []
@@ -226,9 +228,75 @@ class FakeKubernetesAPI:
             self.create_pod(namespace, template)
         return body
 
+    def create_pytorchjob(self, namespace: str, body: dict) -> dict:
+        """Like the Kubeflow training operator: one pod per replica, PET_* env for torchrun."""
+        name = body["metadata"]["name"]
+        body["metadata"].setdefault("uid", str(uuid.uuid4()))
+        body["status"] = {"conditions": [{"type": "Created", "status": "True"}]}
+        with self.lock:
+            self.pytorchjobs[(namespace, name)] = body
+            self.created.append(("PyTorchJob", name))
+        replicas = body["spec"]["pytorchReplicaSpecs"]
+        nodes = sum(r["replicas"] for r in replicas.values())
+        rank = 0
+        for kind in ("Master", "Worker"):
+            for index in range(replicas.get(kind, {}).get("replicas", 0)):
+                template = copy.deepcopy(replicas[kind]["template"])
+                meta = template.setdefault("metadata", {})
+                meta["name"] = f"{name}-{kind.lower()}-{index}"
+                meta["labels"] = {
+                    **meta.get("labels", {}),
+                    "training.kubeflow.org/job-name": name,
+                    "training.kubeflow.org/replica-type": kind.lower(),
+                    "training.kubeflow.org/replica-index": str(index),
+                }
+                owner = {
+                    "apiVersion": "kubeflow.org/v1",
+                    "kind": "PyTorchJob",
+                    "name": name,
+                    "uid": body["metadata"]["uid"],
+                }
+                meta["ownerReferences"] = [owner]
+                env = template["spec"]["containers"][0].setdefault("env", [])
+                env += [{"name": "PET_NNODES", "value": str(nodes)}, {"name": "PET_NODE_RANK", "value": str(rank)}]
+                rank += 1
+                self.create_pod(namespace, template)
+        return body
+
+    def delete_pytorchjob(self, namespace: str, name: str) -> dict | None:
+        with self.lock:
+            job = self.pytorchjobs.pop((namespace, name), None)
+            if job:
+                self.deleted.append(("PyTorchJob", name))
+            owned = [
+                p
+                for p in self.pods.values()
+                if any(o["name"] == name for o in p.body["metadata"].get("ownerReferences", []))
+            ]
+        for pod in owned:
+            self.delete_pod(pod.namespace, pod.name)
+        return job
+
     def pod_finished(self, pod: FakePod) -> None:
         owners = pod.body["metadata"].get("ownerReferences", [])
         if not owners:
+            return
+        if owners[0]["kind"] == "PyTorchJob":
+            with self.lock:
+                job = self.pytorchjobs.get((pod.namespace, owners[0]["name"]))
+                if not job:
+                    return
+                phases = [
+                    p.body["status"]["phase"]
+                    for p in self.pods.values()
+                    if any(o["name"] == owners[0]["name"] for o in p.body["metadata"].get("ownerReferences", []))
+                ]
+                if "Failed" in phases:
+                    job["status"]["conditions"].append(
+                        {"type": "Failed", "status": "True", "message": f"pod {pod.name} failed"}
+                    )
+                elif phases and all(ph == "Succeeded" for ph in phases):
+                    job["status"]["conditions"].append({"type": "Succeeded", "status": "True"})
             return
         with self.lock:
             job = self.jobs.get((pod.namespace, owners[0]["name"]))
@@ -283,6 +351,7 @@ def _handler(api: FakeKubernetesAPI):
     pod_re = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log|/status)?$")
     svc_re = re.compile(r"^/api/v1/namespaces/([^/]+)/services(?:/([^/]+))?$")
     job_re = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?(/status)?$")
+    ptj_re = re.compile(r"^/apis/kubeflow.org/v1/namespaces/([^/]+)/pytorchjobs(?:/([^/]+))?$")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # streamed logs end when the connection closes
@@ -324,6 +393,8 @@ def _handler(api: FakeKubernetesAPI):
                 return self._pods(method, m.group(1), m.group(2), m.group(3), query)
             if m := job_re.match(path):
                 return self._jobs(method, m.group(1), m.group(2), query)
+            if m := ptj_re.match(path):
+                return self._pytorchjobs(method, m.group(1), m.group(2))
             if m := svc_re.match(path):
                 return self._services(method, m.group(1), m.group(2))
             self._send(404, {"kind": "Status", "status": "Failure", "code": 404, "message": f"fake: no route {path}"})
@@ -406,6 +477,18 @@ def _handler(api: FakeKubernetesAPI):
             with api.lock:
                 job = api.jobs.get((ns, name))
             return self._send(200, job) if job else self._not_found("jobs.batch", name)
+
+        def _pytorchjobs(self, method, ns, name) -> None:
+            if name is None and method == "POST":
+                return self._send(201, api.create_pytorchjob(ns, self._body()))
+            if method == "DELETE":
+                job = api.delete_pytorchjob(ns, name)
+                if job is None:
+                    return self._not_found("pytorchjobs.kubeflow.org", name)
+                return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
+            with api.lock:
+                job = api.pytorchjobs.get((ns, name))
+            return self._send(200, job) if job else self._not_found("pytorchjobs.kubeflow.org", name)
 
         def _services(self, method, ns, name) -> None:
             if method == "POST":

@@ -173,6 +173,23 @@ def test_indexed_job_failure_names_the_pod_reason(fake_api) -> None:
     assert not fake_api.jobs and not fake_api.services
 
 
+def test_kubeflow_pytorchjob_runs_through_pipes_and_is_cleaned_up(fake_api) -> None:
+    result = run(launcher(fake_api.kubeconfig_path, nodes=2, multinode="pytorchjob"))
+    assert result.success
+    assert result.asset_materializations_for_node("launched")[0].metadata["model_version"].value == "7"
+    assert sorted(kind for kind, _ in fake_api.created) == ["Pod", "Pod", "PyTorchJob"]
+    assert ("PyTorchJob", next(n for k, n in fake_api.created if k == "PyTorchJob")) in fake_api.deleted
+    assert not fake_api.pytorchjobs and not fake_api.pods
+
+
+def test_kubeflow_pytorchjob_failure_names_the_pod_reason(fake_api) -> None:
+    fake_api.behaviour = "oom"
+    result = run(launcher(fake_api.kubeconfig_path, nodes=2, multinode="pytorchjob"))
+    assert not result.success
+    assert "OOMKilled" in failure_text(result)
+    assert not fake_api.pytorchjobs
+
+
 def test_cancelled_run_deletes_its_job_and_service(fake_api) -> None:
     fake_api.behaviour = "hang"
 
