@@ -100,7 +100,12 @@ def main() -> int:
     parser.add_argument("--spark-master", default="local[*]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary state directory")
     parser.add_argument("--out", default=str(RESULTS / "ingest"))
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
     args = parser.parse_args()
+    if args.markdown_only:
+        out = Path(args.out)
+        out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
+        return 0
 
     state = Path(tempfile.mkdtemp(prefix="flywheel-ingest-bench-"))
     os.environ["FLYWHEEL_STATE_DIR"] = str(state)
@@ -236,7 +241,28 @@ def markdown(r: dict) -> str:
         s = e2e["stages_s"].get(key)
         if s is not None:
             lines.append(f"| {label} | {s:.1f} | {s / e2e['seconds']:.0%} |")
-    lines += ["", f"Produced with kafka-python in {r['produce_seconds']:.0f}s (not part of either measurement).", ""]
+    st = e2e["stages_s"]
+    fixed = st.get("features", 0) + st.get("validation", 0)
+    lines += [
+        "",
+        f"Produced with kafka-python in {r['produce_seconds']:.0f}s (not part of either measurement).",
+        "",
+        "Reading the numbers:",
+        "",
+        f"- The goal of 0.8x the raw consume rate is **{'met' if e2e['ratio_to_raw_consume'] >= 0.8 else 'not met'}**"
+        f" ({e2e['ratio_to_raw_consume']:.2f}x). Spark and GX alone take {fixed:.0f}s, "
+        f"{fixed / raw['seconds']:.1f}x the time a bare consumer needs for the whole batch, so no overlap of "
+        "the Kafka read can reach 0.8x while the model table is rebuilt and validated in full on every run.",
+        "- The bare consumer does nothing per record; ingestion parses JSON (orjson), checks every field "
+        "against the spec, builds Arrow columns and writes Parquet, in one reader process per CPU "
+        "(partition shares). With the C CRC-32C (`crc32c`) kafka-python itself is no longer the bottleneck; "
+        "Python-level checking is.",
+        "- Spark's time is the dedup and the per-entity window aggregates over the whole history (two "
+        "shuffles) on local cores, plus collecting the table to Arrow; GX's is "
+        f"{st.get('validation', 0) / max(1, e2e['rows_published'] or 1) * 1e6:.0f} us per row for the spec's "
+        "~50 expectations on pandas.",
+        "",
+    ]
     return "\n".join(lines)
 
 
