@@ -12,6 +12,7 @@ from dagster import DagsterRunStatus, RunRequest, RunsFilter, SensorEvaluationCo
 
 from jobs import ingest_job
 from pipelines.config import setting
+from pipelines.errors import FlywheelError
 from pipelines.ingest.lag import kafka_lag
 from pipelines.ingest.runner import CONSUMER_DEFAULTS
 from pipelines.spec import load_spec
@@ -33,7 +34,10 @@ def lag_threshold() -> int:
 )
 def kafka_lag_sensor(context: SensorEvaluationContext, kafka: KafkaResource, lakefs: LakeFSResource):
     spec = load_spec()
-    lag = kafka_lag(lakefs.lake, lambda: kafka.consumer(**CONSUMER_DEFAULTS), spec)
+    try:
+        lag = kafka_lag(lakefs.lake, lambda: kafka.consumer(**CONSUMER_DEFAULTS), spec)
+    except FlywheelError as exc:  # no topic yet, lakeFS down: say why this tick did nothing
+        return SkipReason(f"cannot measure Kafka lag: {exc}")
     threshold = lag_threshold()
     if lag.total < threshold:
         return SkipReason(f"lag {lag.total} < threshold {threshold} on {spec.topic.name} (main {lag.main_commit})")

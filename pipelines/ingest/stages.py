@@ -326,7 +326,11 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
         raise FlywheelError("build_features needs a raw batch with a branch (nothing new was ingested)")
     t0 = time.monotonic()
     files = local_copies(lake, raw.commit, layout.raw_prefix(spec))
-    if is_remote(spark) or not spark.sparkContext.master.startswith("local"):
+    if not files:  # every event so far was quarantined: an empty table, which the gate then rejects
+        from pipelines.ingest.parse import raw_schema
+
+        frame = spark.createDataFrame(raw_schema(spec).empty_table())
+    elif is_remote(spark) or not spark.sparkContext.master.startswith("local"):
         # Spark Connect or a cluster: executors cannot read this disk, so ship the rows as Arrow
         frame = spark.createDataFrame(pa.concat_tables(pq.read_table(f) for f in files))
     else:
