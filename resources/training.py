@@ -15,6 +15,7 @@ and its Service are deleted when the step ends for any reason, cancellation incl
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -24,10 +25,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from dagster import ConfigurableResource, Failure, MetadataValue, PipesSubprocessClient
-from dagster._core.errors import DagsterPipesExecutionError
-from dagster._core.pipes.client import PipesClientCompletedInvocation
-from dagster._core.pipes.utils import PipesEnvContextInjector, open_pipes_session
+from dagster import (
+    ConfigurableResource,
+    Failure,
+    MetadataValue,
+    PipesClientCompletedInvocation,
+    PipesEnvContextInjector,
+    PipesSubprocessClient,
+    open_pipes_session,
+)
+from dagster._core.errors import DagsterPipesExecutionError  # not exported at the top level
 from dagster_k8s import PipesK8sClient
 from pydantic import Field
 
@@ -97,7 +104,9 @@ class LocalTrainingLauncher(TrainingLauncher):
         context.log.info("launching " + " ".join(command))
         client = PipesSubprocessClient(cwd=str(project_root()))
         try:
-            return client.run(context=context, command=command, env=dict(env), extras=extras)
+            invocation = client.run(context=context, command=command, env=dict(env), extras=extras)
+            shutil.rmtree(log_dir, ignore_errors=True)  # kept only when something failed
+            return invocation
         except DagsterPipesExecutionError as exc:
             tail = worker_log_tail(Path(log_dir), self.log_tail_lines)
             raise Failure(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-register", action="store_true", help="log the model to the run without registering it")
     p.add_argument("--no-mlflow", action="store_true", help="no MLflow logging at all (manual or benchmark runs)")
     p.add_argument("--result-json", default=None, help="rank 0 writes the result summary here")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints after a successful run")
     p.add_argument("--throttle-s", type=float, default=0.0, help="sleep after each epoch (fault-injection drills)")
     return p
 
@@ -162,6 +164,9 @@ def run(args: argparse.Namespace, ctx: DistContext, reporter: Reporter) -> dict[
     if tracker:
         tracker.end("FINISHED")
     ctx.barrier()
+    if ctx.is_main and not args.keep_checkpoints:
+        # Done and reported: nothing left to resume, so the run's checkpoints only cost disk.
+        shutil.rmtree(checkpoints.directory, ignore_errors=True)
     return summary
 
 

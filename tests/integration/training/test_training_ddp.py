@@ -34,6 +34,7 @@ def test_two_processes_match_one_process(one_process, dataset_dir: Path, tmp_pat
     two = torchrun(dataset_dir, tmp_path / "two", nproc=2)
     assert two.returncode == 0, two.output[-3000:]
     assert two.result["world_size"] == 2 and "gloo" in two.result["hardware"]
+    assert not (tmp_path / "two" / "ckpt").exists()  # nothing to resume after success: checkpoints removed
     assert one_process["world_size"] == 1
     a, b = one_process["metrics"], two.result["metrics"]
     assert a["test_auc"] > 0.75  # it learns
