@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scattered_on_large_tree": bench_commit_scattered(repo, "large", args.objects, 1000),
             }
             print("throughput ...", flush=True)
-            throughput = bench_throughput(repo, work, args.mib, 3)
+            throughput = bench_throughput(repo, work, args.mib, 5)
         finally:
             process.stop(proc)
 
