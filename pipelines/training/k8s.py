@@ -27,7 +27,7 @@ from typing import Any
 CONTAINER = "trainer"
 RENDEZVOUS_PORT = 29500
 WORKSPACE = "/workspace"
-CHECKPOINT_DIR = f"{WORKSPACE}/checkpoints"
+STATE_DIR = f"{WORKSPACE}/state"  # FLYWHEEL_STATE_DIR: checkpoints land in <it>/checkpoints/<Dagster run id>
 PART_OF = "flywheel"
 RUN_ID_LABEL = "flywheel.dev/dagster-run-id"
 JOB_LABEL = "flywheel.dev/training-job"
@@ -94,7 +94,9 @@ def torchrun_command(cfg: TrainingPodConfig, multinode: str = "none") -> list[st
     elif multinode == "none":
         cmd += ["--standalone"]
     device = ["--device", "cuda"] if cfg.gpus_per_node > 0 else ["--device", "cpu"]
-    return [*cmd, "-m", "pipelines.training.entry", *device, "--checkpoint-dir", CHECKPOINT_DIR, *cfg.entry_args]
+    # No --checkpoint-dir: the entry point keys checkpoints by DAGSTER_RUN_ID under FLYWHEEL_STATE_DIR, so
+    # a retry of the same run resumes (with a PVC) and a new run never picks up another run's checkpoints.
+    return [*cmd, "-m", "pipelines.training.entry", *device, *cfg.entry_args]
 
 
 def _labels(cfg: TrainingPodConfig) -> dict[str, str]:
@@ -118,7 +120,7 @@ def container(cfg: TrainingPodConfig, command: list[str], extra_env: Sequence[Ma
     env = [
         {"name": "HOME", "value": "/tmp"},
         {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
-        {"name": "FLYWHEEL_STATE_DIR", "value": f"{WORKSPACE}/state"},
+        {"name": "FLYWHEEL_STATE_DIR", "value": STATE_DIR},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         *extra_env,
         *({"name": k, "value": v} for k, v in sorted(cfg.env.items())),
