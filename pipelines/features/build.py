@@ -4,6 +4,7 @@ Steps, all in Spark:
 1. type cleaning: every column cast to its spec type; rows missing an id, key, timestamp or label dropped
    (ingestion never writes such rows; this guards raw data written by other tools);
 2. dedup by event id: a re-sent event keeps its first occurrence (timestamp, then Kafka partition/offset);
+   the same id under two entity keys is not a re-send: both rows stay and the gate's unique-id check fails;
 3. per-entity aggregates as the spec declares, over the entity's history strictly before the event:
    count/sum/mean/max over the last `window_hours`, seconds_since_last since the previous earlier event.
    An empty history gives 0 (count, sum, mean, max) and -1 (seconds_since_last), so the table has no nulls
@@ -73,8 +74,11 @@ def build_model_table(raw: Any, spec: DatasetSpec) -> Any:
     df = df.where(F.col(eid).isNotNull() & F.col(key).isNotNull() & F.col(ts).isNotNull())
     df = df.where(F.col(spec.label).isin(0, 1))
 
-    # 2. dedup by event id: first occurrence wins, deterministically
-    first = Window.partitionBy(eid).orderBy(F.col(ts), *(F.col(c) for c in order_cols))
+    # 2. dedup by event id: first occurrence wins, deterministically. One shuffle by entity serves both
+    # this and the history windows: a re-sent event carries the same entity key, so duplicates meet in
+    # the (entity, event id) window; ids reused across entities stay and fail the unique-id expectation.
+    df = df.repartition(key)
+    first = Window.partitionBy(key, eid).orderBy(F.col(ts), *(F.col(c) for c in order_cols))
     df = df.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1).drop("_rn", *order_cols)
 
     # 3. history aggregates strictly before the event (range frames end 1 ms before it)
