@@ -257,8 +257,8 @@ def markdown(r: dict) -> str:
         "against the spec, builds Arrow columns and writes Parquet, in one reader process per CPU "
         "(partition shares). With the C CRC-32C (`crc32c`) kafka-python itself is no longer the bottleneck; "
         "Python-level checking is.",
-        "- Spark's time is the dedup and the per-entity window aggregates over the whole history (two "
-        "shuffles) on local cores, plus collecting the table to Arrow; GX's is "
+        "- Spark's time is the dedup and the per-entity window aggregates over the whole history (one "
+        "shuffle by entity) on local cores, plus collecting the table to Arrow; GX's is "
         f"{st.get('validation', 0) / max(1, e2e['rows_published'] or 1) * 1e6:.0f} us per row for the spec's "
         "~50 expectations on pandas.",
         "",
