@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -52,11 +53,23 @@ def torchrun(
         "--data", str(data), "--checkpoint-dir", str(out_dir / "ckpt"), "--result-json", str(result_file),
         *(args if args is not None else [*FAST, "--no-mlflow"]),
     ]  # fmt: skip
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a timeout kills torchrun and its workers together
     )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     result = json.loads(result_file.read_text()) if result_file.exists() else None
-    return TorchrunResult(proc.returncode, proc.stdout + proc.stderr, result)
+    return TorchrunResult(proc.returncode, output, result)
 
 
 @pytest.fixture(scope="session")

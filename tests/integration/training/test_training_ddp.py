@@ -71,7 +71,10 @@ def test_a_killed_worker_is_restarted_and_resumes_from_its_checkpoint(dataset_di
         "--epochs", str(epochs), "--batch-size", "256", "--early-stopping-metric", "loss", "--no-mlflow",
         "--checkpoint-dir", str(ckpt), "--result-json", str(result_file), "--throttle-s", "1.0",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Own session: cleanup can kill torchrun and its workers together (killing torchrun alone orphans them).
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not (ckpt / "epoch-00002.pt").exists():
@@ -84,7 +87,7 @@ def test_a_killed_worker_is_restarted_and_resumes_from_its_checkpoint(dataset_di
         output, _ = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, output[-3000:]
     import json
 
