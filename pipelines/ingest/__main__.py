@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", default=None, help="spec path or built-in name (default: FLYWHEEL_SPEC)")
     parser.add_argument("--max-events", type=int, default=None, help="stop after N events (default: all new)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop reading after S seconds")
+    parser.add_argument("--workers", type=int, default=0, help="reader processes (0 = one per CPU)")
     parser.add_argument("--run-id", default=None, help="names the branch ingest-<run id>")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     args = parser.parse_args(argv)
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_ingest(
             load_spec(args.spec),
             run_id=args.run_id,
-            settings=IngestSettings(max_events=args.max_events, max_seconds=args.max_seconds),
+            settings=IngestSettings(max_events=args.max_events, max_seconds=args.max_seconds, workers=args.workers),
         )
     except FlywheelError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
