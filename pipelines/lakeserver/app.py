@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from pipelines.lakeserver import names, wire
 from pipelines.lakeserver.auth import BasicAuthMiddleware, Credentials
-from pipelines.lakeserver.errors import BadRequest, Conflict, LakeServerError, RangeNotSatisfiable
+from pipelines.lakeserver.errors import BadRequest, Conflict, LakeServerError, PayloadTooLarge, RangeNotSatisfiable
 from pipelines.lakeserver.store import Store, metadata_json
 
 VERSION = "1.0.0-flywheel-embedded"
@@ -27,6 +27,7 @@ API = "/api/v1"
 META_HEADER = "x-lakefs-meta-"
 INLINE_BODY_LIMIT = 16 * 1024 * 1024  # larger reads are streamed
 UPLOAD_BUFFER = 4 * 1024 * 1024
+MAX_UPLOAD_BYTES = 5 * 1024**3  # one object, as S3's single PUT (and so lakeFS on S3) allows
 log = logging.getLogger("flywheel.lakeserver")
 
 
@@ -182,7 +183,7 @@ class Api:
             self._p(request, "repository"),
             self._p(request, "branch"),
             str(body.get("ref", "")),
-            int(body.get("parent_number") or 0),
+            wire.body_int(body, "parent_number") or 0,
             overrides.get("message"),
             metadata_json(overrides.get("metadata")),
             bool(body.get("allow_empty", False)),
@@ -197,7 +198,7 @@ class Api:
             self._p(request, "repository"),
             self._p(request, "branch"),
             str(body.get("ref", "")),
-            int(body.get("parent_number") or 0),
+            wire.body_int(body, "parent_number") or 0,
             overrides.get("message"),
             metadata_json(overrides.get("metadata")) or None,
         )
@@ -245,7 +246,7 @@ class Api:
         body = await wire.json_body(request)
         if not isinstance(body.get("message"), str):
             raise BadRequest("commit message is required")
-        date = body.get("date")
+        date = wire.body_int(body, "date")
         commit = await run_in_threadpool(
             self.store.commit,
             self._p(request, "repository"),
@@ -253,7 +254,7 @@ class Api:
             body["message"],
             metadata_json(body.get("metadata")),
             bool(body.get("allow_empty", False)),
-            int(date) if date else None,
+            date or None,
         )
         return wire.json_response(commit, 201)
 
@@ -331,9 +332,11 @@ class Api:
         writer = self.store.blobs.writer()
         try:
             if content_type.startswith("multipart/form-data"):
-                content, content_type = wire.multipart_content(await request.body(), content_type)
+                body = await wire.bounded_body(request, wire.MULTIPART_BODY_LIMIT, "multipart upload")
+                content, content_type = wire.multipart_content(body, content_type)
                 writer.write(content)
             else:
+                wire.check_declared_size(request, MAX_UPLOAD_BYTES, "upload")
                 # Hash and write in a worker thread, 4 MiB at a time (hashlib releases the GIL), so a
                 # large upload neither blocks the event loop nor pays a thread hop per 64 KiB chunk.
                 pending: list[bytes] = []
@@ -341,6 +344,8 @@ class Api:
                 async for chunk in request.stream():
                     pending.append(chunk)
                     buffered += len(chunk)
+                    if writer.size + buffered > MAX_UPLOAD_BYTES:
+                        raise PayloadTooLarge(f"upload is over the limit of {MAX_UPLOAD_BYTES} bytes")
                     if buffered >= UPLOAD_BUFFER:
                         await run_in_threadpool(writer.write, b"".join(pending))
                         pending, buffered = [], 0

@@ -31,6 +31,10 @@ class PreconditionFailed(LakeServerError):
     status = 412
 
 
+class PayloadTooLarge(LakeServerError):
+    status = 413
+
+
 class RangeNotSatisfiable(LakeServerError):
     status = 416
 

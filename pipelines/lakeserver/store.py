@@ -173,7 +173,7 @@ class Store:
             raise NotFound(f"ref {ref!r} not found in repository {repo!r} (not a branch, tag or commit id)")
         for kind, n in expr.modifiers:
             branch = None
-            for _ in range(n if kind == "~" else 1):
+            for _ in range(n if kind == "~" else min(n, 1)):  # `^0` is the commit itself, as in git
                 parents = self._commit(conn, repo, commit_id)["parents"]
                 index = 0 if kind == "~" else n - 1
                 if index >= len(parents):

@@ -12,9 +12,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pipelines.lakeserver.errors import BadRequest, RangeNotSatisfiable
+from pipelines.lakeserver.errors import BadRequest, PayloadTooLarge, RangeNotSatisfiable
 from pipelines.lakeserver.store import page_size
 from pipelines.lakeserver.trees import Entry
+
+JSON_BODY_LIMIT = 8 * 1024 * 1024  # commit metadata, merge and delete requests are a few KiB
+MULTIPART_BODY_LIMIT = 64 * 1024 * 1024  # held in memory; the SDK's high-level writer streams raw bodies
 
 
 def json_response(body: Any, status: int = 200) -> JSONResponse:
@@ -51,8 +54,41 @@ def pagination(has_more: bool, results: int, next_offset: str, amount: int | Non
     }
 
 
+def check_declared_size(request: Request, limit: int, what: str) -> None:
+    """413 before reading anything when Content-Length already says the body is too large."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"{what} of {int(declared)} bytes is over the limit of {limit} bytes")
+
+
+async def bounded_body(request: Request, limit: int, what: str) -> bytes:
+    """The whole request body, or 413 as soon as it passes `limit` bytes (a chunked body has no Content-Length)."""
+    check_declared_size(request, limit, what)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_int(body: dict, name: str) -> int | None:
+    """An optional integer field of a JSON body; anything else is a 400 naming the field."""
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadRequest(f"{name} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be an integer, got {value!r}") from exc
+
+
 async def json_body(request: Request) -> dict:
-    raw = await request.body()
+    raw = await bounded_body(request, JSON_BODY_LIMIT, "JSON request body")
     if not raw:
         return {}
     try:
