@@ -84,7 +84,16 @@ def raw_events(context: AssetExecutionContext, config: IngestConfig, kafka: Kafk
         "quarantined": MetadataValue.int(raw.quarantined),
         "start_offsets": MetadataValue.json(raw.start_offsets),
         "main_commit": MetadataValue.text(raw.base_commit),
+        "topic_id": MetadataValue.text(raw.topic_id or "unknown"),
     }
+    if raw.topic_reset is not None:
+        # The log was replaced (memory-only broker restarted, topic recreated): say so loudly, keep going.
+        context.log.warning(
+            f"Kafka topic {raw.topic} was recreated: topic id {raw.topic_reset['previous_topic_id']} -> "
+            f"{raw.topic_reset['topic_id']}; main's offsets {raw.topic_reset['previous_offsets']} belong to the "
+            "old log, so the new log is read from its earliest offsets (re-sent event ids are deduplicated)"
+        )
+        counts["topic_reset"] = MetadataValue.json(raw.topic_reset)
     if raw.nothing_new:
         message = f"nothing new on topic {raw.topic} after main's offsets {raw.start_offsets}: no branch, no commit"
         context.log.info(message)

@@ -6,7 +6,7 @@ One place, so ingestion writes exactly what training and evaluation read:
   quarantine/<topic>/part-<run>-<n>.parquet   rejected events: reason, raw bytes, topic, partition, offset
   features/<spec>/part-*.parquet              the model table (FEATURE_TABLE_COLUMNS below)
   features/<spec>/_meta/vocabularies.json     {categorical feature: [values, most frequent first]}
-  _flywheel/offsets/<topic>.json              {"<partition>": next offset to read}, committed with the data
+  _flywheel/offsets/<topic>.json              {"topic", "topic_id", "offsets": {"<partition>": next offset}}
   _flywheel/validation/<spec>.json            the last validation summary
 
 Model table columns: the spec's event_id, entity_key, timestamp (epoch ms, int64), label (int 0/1),

@@ -3,7 +3,9 @@
 Lag = true end offsets (fetch high watermarks, right on Tansu too) minus the offsets committed on lakeFS
 `main`. The run key is derived from main's commit id and offsets, so while a run is pending, and after a
 run that failed (main unchanged), the same state never launches a second run; once a run publishes,
-main moves and the next lag gets a new key. Threshold: FLYWHEEL_INGEST_LAG_THRESHOLD (default 10000).
+main moves and the next lag gets a new key. After the topic was recreated (a new topic id, e.g. a restarted
+memory-only broker), the lag is everything in the new log, which the next run reads from its beginning.
+Threshold: FLYWHEEL_INGEST_LAG_THRESHOLD (default 10000).
 """
 
 from __future__ import annotations
@@ -44,11 +46,15 @@ def kafka_lag_sensor(context: SensorEvaluationContext, kafka: KafkaResource, lak
     active = context.instance.get_runs(RunsFilter(job_name=ingest_job.name, statuses=ACTIVE), limit=1)
     if active:
         return SkipReason(f"lag {lag.total}, but ingest run {active[0].run_id} is still in progress")
-    return RunRequest(
-        run_key=lag.run_key(spec),
-        tags={
-            "flywheel/trigger": "kafka_lag",
-            "flywheel/lag": str(lag.total),
-            "flywheel/main_commit": lag.main_commit or "",
-        },
-    )
+    tags = {
+        "flywheel/trigger": "kafka_lag",
+        "flywheel/lag": str(lag.total),
+        "flywheel/main_commit": lag.main_commit or "",
+    }
+    if lag.topic_reset is not None:
+        context.log.warning(
+            f"topic {spec.topic.name} was recreated (topic id {lag.topic_reset['previous_topic_id']} -> "
+            f"{lag.topic_id}): lag counts the whole new log"
+        )
+        tags["flywheel/topic_reset"] = f"{lag.topic_reset['previous_topic_id']}->{lag.topic_id}"
+    return RunRequest(run_key=lag.run_key(spec), tags=tags)

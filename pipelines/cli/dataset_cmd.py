@@ -74,6 +74,8 @@ def dataset_at(lake: Any, ref: str, spec_name: str) -> dict[str, Any]:
                 "splits": _loads(meta.get(f"{META}splits")),
                 "offsets": _loads(meta.get(f"{META}offsets")),
                 "offset_ranges": _loads(meta.get(f"{META}offset_ranges")),
+                "topic_id": meta.get(f"{META}topic_id") or None,
+                "topic_reset": _loads(meta.get(f"{META}topic_reset")),
                 "validation": _loads(meta.get(f"{META}validation_summary")),
                 "data_docs": meta.get(f"{META}data_docs") or None,
                 "is_head": commit.id == lake.resolve(ref),
@@ -105,6 +107,11 @@ def _show(args: argparse.Namespace) -> int:
         f"{validation.get('expectations')} expectations, checks {validation.get('checks')}",
         f"run       {info['run_id']}  spec hash {info['spec_hash']}",
     ]
+    if info["topic_reset"]:
+        reset = info["topic_reset"]
+        lines.append(
+            f"reset     topic recreated: id {reset['previous_topic_id']} -> {reset['topic_id']}, read from start"
+        )
     if info["data_docs"]:
         lines.append(f"docs      {info['data_docs']}")
     print("\n".join(lines))
@@ -137,6 +144,7 @@ def _branches(args: argparse.Namespace) -> int:
 def _reset_offsets(args: argparse.Namespace) -> int:
     from pipelines import layout
     from pipelines.ingest.consume import true_end_offsets
+    from pipelines.ingest.offsets import current_topic_id, offsets_document
     from pipelines.ingest.runner import kafka_consumer_factory
     from pipelines.lake import MAIN, Lake, run_branch_name
     from pipelines.spec import load_spec
@@ -157,12 +165,13 @@ def _reset_offsets(args: argparse.Namespace) -> int:
 
             tps = [TopicPartition(spec.topic.name, p) for p in topic_partitions(consumer, spec.topic.name)]
             offsets = {tp.partition: o for tp, o in consumer.beginning_offsets(tps).items()}
+        topic_id = current_topic_id(consumer, spec.topic.name)  # the offsets are of this log
     finally:
         consumer.close()
     branch = run_branch_name(f"reset-offsets-{spec.topic.name}", "ops")
     lake.delete_branch(branch)
     lake.create_branch(branch, MAIN)
-    lake.write_json(branch, layout.offsets_path(spec), {str(p): o for p, o in sorted(offsets.items())})
+    lake.write_json(branch, layout.offsets_path(spec), offsets_document(spec.topic.name, offsets, topic_id))
     lake.commit(branch, f"reset offsets of {spec.topic.name} to {args.to}", {f"{META}offsets_reset": args.to})
     commit = lake.publish(branch, MAIN, f"reset offsets of {spec.topic.name} to {args.to}")
     print(f"offsets of {spec.topic.name} on main are now {offsets} (commit {commit})")

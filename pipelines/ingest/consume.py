@@ -83,13 +83,15 @@ def consume(
     max_records_per_poll: int = 20_000,
     progress: Callable[[int], None] | None = None,
     partitions: list[int] | None = None,
+    topic_id: str | None = None,
 ) -> ConsumeResult:
     """Read from `stored_offsets` until caught up or a bound is hit, feeding every record to `sink`.
 
     `consumer` must be created with enable_auto_commit=False and auto_offset_reset="none" (so a position
     that fell out of the log raises instead of silently skipping). Records are handed over in offset
     order per partition; `next_offsets` covers exactly the records handed over, so a partial read
-    (bound hit mid-poll) never skips or repeats an event on the next run.
+    (bound hit mid-poll) never skips or repeats an event on the next run. With `topic_id`, a read that ends
+    on a topic recreated meanwhile (a different id in the metadata) fails instead of mixing two logs.
     """
     from kafka import TopicPartition
     from kafka.errors import OffsetOutOfRangeError
@@ -120,9 +122,10 @@ def consume(
             polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=budget)
         except OffsetOutOfRangeError as exc:
             raise OffsetsError(
-                f"offsets recorded in lakeFS main are outside the log of topic {topic!r} ({exc}): events "
-                "were deleted by retention before ingestion, or the broker was reset; inspect, then move "
-                "the offsets with `flywheel dataset reset-offsets` if the loss is accepted"
+                f"offsets recorded in lakeFS main are outside the log of topic {topic!r} ({exc}), and the topic "
+                "id is the one recorded with them (or none was recorded): events were deleted by retention "
+                "before ingestion; inspect, then move the offsets with `flywheel dataset reset-offsets` if the "
+                "loss is accepted"
             ) from None
         if polled:
             for tp, records in polled.items():
@@ -143,17 +146,27 @@ def consume(
                 caught_up = False
                 continue
             if start[p] > hw:
+                # A recreated topic (new topic id) never gets here: ingestion reads it from its start.
                 raise OffsetsError(
                     f"lakeFS main says partition {p} of {topic!r} was read up to offset {start[p]}, but the "
-                    f"broker's log ends at {hw}: the broker lost its data (the embedded Tansu broker keeps "
-                    "topics in memory only). Reproduce the events, then move the offsets with "
-                    "`flywheel dataset reset-offsets`"
+                    f"broker's log ends at {hw} under the same topic id (or main's offsets predate recorded "
+                    "topic ids): the broker lost events that main counted. Reproduce them if you can, then "
+                    "move the offsets with `flywheel dataset reset-offsets --to earliest --yes`"
                 )
             if consumer.position(tp) < hw:
                 caught_up = False
         if caught_up:
             break
 
+    if topic_id is not None:
+        from pipelines.ingest.offsets import current_topic_id
+
+        now = current_topic_id(consumer, topic)
+        if now is not None and now != topic_id:
+            raise OffsetsError(
+                f"Kafka topic {topic!r} was recreated while it was read (topic id {topic_id} -> {now}); "
+                "nothing was committed: run the ingestion again"
+            )
     highwater = {p: consumer.highwater(tp) for p, tp in tps.items()}
     return ConsumeResult(
         topic=topic,

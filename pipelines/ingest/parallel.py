@@ -45,6 +45,7 @@ class _Job:
     max_seconds: float
     poll_timeout_ms: int
     rows_per_file: int
+    topic_id: str | None
 
 
 def _work(job: _Job) -> tuple[ConsumeResult, StagedFiles]:
@@ -61,6 +62,7 @@ def _work(job: _Job) -> tuple[ConsumeResult, StagedFiles]:
             max_seconds=job.max_seconds,
             poll_timeout_ms=job.poll_timeout_ms,
             partitions=job.partitions,
+            topic_id=job.topic_id,
         )
     finally:
         consumer.close()
@@ -86,6 +88,7 @@ def consume_parallel(
     poll_timeout_ms: int,
     rows_per_file: int,
     on_start: Callable[[], None] | None = None,
+    topic_id: str | None = None,
 ) -> tuple[ConsumeResult, StagedFiles]:
     """Like `consume` + `StagedWriter`, over `workers` processes; results merged per partition."""
     from kafka import TopicPartition
@@ -115,6 +118,7 @@ def consume_parallel(
             max_seconds,
             poll_timeout_ms,
             rows_per_file,
+            topic_id,
         )
         for i, group in enumerate(groups)
     ]

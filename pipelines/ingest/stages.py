@@ -10,7 +10,9 @@ Exactly once: the run branch starts at the commit of `main` whose offsets file t
 offsets the run reached are committed on that branch with the data they produced. `main` moves only by
 the final merge, which succeeds only if `main` is still at that commit, so a crash anywhere before it
 leaves `main` (data and offsets) as it was and the next run re-reads the same events; a crash after it
-leaves the new offsets on `main` and the next run starts after them.
+leaves the new offsets on `main` and the next run starts after them. The offsets carry the topic id: a
+topic recreated since (a new log, e.g. a restarted memory-only broker) is read from its start, and the
+reset is recorded (`flywheel.topic_reset`); see pipelines.ingest.offsets.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ import pyarrow.parquet as pq
 from pipelines import layout
 from pipelines.config import state_dir
 from pipelines.errors import FlywheelError
-from pipelines.ingest.consume import consume
+from pipelines.ingest.consume import consume, topic_partitions
+from pipelines.ingest.offsets import (
+    current_topic_id,
+    offsets_document,
+    read_stored_offsets,
+    reconcile,
+)
 from pipelines.ingest.parallel import KafkaConsumerFactory, consume_parallel
 from pipelines.ingest.parse import StagedWriter
 from pipelines.lake import MAIN, Lake, LakeConflictError, lake_uri, run_branch_name
@@ -83,6 +91,8 @@ class RawBatch:
     quarantine_paths: list[str]
     stopped_by: str
     seconds: dict[str, float]
+    topic_id: str | None = None  # KIP-516 id of the topic read (None: the broker gives none)
+    topic_reset: dict[str, Any] | None = None  # set when the topic was recreated since main's offsets
     spec_config: dict[str, Any] = field(default_factory=dict, repr=False)  # the exact spec, for later stages
 
     @property
@@ -180,10 +190,16 @@ def local_copies(lake: Lake, ref: str, prefix: str, suffix: str = ".parquet") ->
 
 
 def read_offsets(lake: Lake, ref: str, spec: DatasetSpec) -> dict[int, int]:
-    path = layout.offsets_path(spec)
-    if not lake.exists(ref, path):
-        return {}
-    return {int(p): int(o) for p, o in lake.read_json(ref, path).items()}
+    """{partition: next offset} recorded at ref (see pipelines.ingest.offsets for the topic id)."""
+    return read_stored_offsets(lake, ref, spec).offsets
+
+
+def topic_metadata(raw: RawBatch) -> dict[str, str]:
+    """The topic id read, and the reset (previous and new topic id, old offsets) when there was one."""
+    meta = {f"{META_PREFIX}topic_id": raw.topic_id or ""}
+    if raw.topic_reset is not None:
+        meta[f"{META_PREFIX}topic_reset"] = json.dumps(raw.topic_reset, sort_keys=True)
+    return meta
 
 
 def base_metadata(spec: DatasetSpec, run_id: str) -> dict[str, str]:
@@ -215,31 +231,38 @@ def ingest_raw(
     lake.ensure_repository()
     recover_tag(lake, spec)
     base = lake.resolve(MAIN)
-    stored = read_offsets(lake, base, spec)
+    recorded = read_stored_offsets(lake, base, spec)
 
     staging = state_dir() / "ingest" / run_branch_name(run_id, BRANCH_PREFIX)
     shutil.rmtree(staging, ignore_errors=True)
     tag = run_branch_name(run_id, "run")
     t0 = time.monotonic()
     workers = settings.workers or os.cpu_count() or 1
-    if isinstance(consumer_factory, KafkaConsumerFactory) and workers > 1:
-        result, staged = consume_parallel(
-            consumer_factory,
-            spec,
-            stored,
-            staging,
-            tag,
-            workers=workers,
-            max_events=settings.max_events,
-            max_seconds=settings.max_seconds,
-            poll_timeout_ms=settings.poll_timeout_ms,
-            rows_per_file=settings.rows_per_file,
-            on_start=(lambda: progress(1)) if progress is not None else None,
-        )
-    else:
-        writer = StagedWriter(spec, staging, tag, rows_per_file=settings.rows_per_file)
-        consumer = consumer_factory()
-        try:
+    consumer = consumer_factory()
+    try:
+        topic_partitions(consumer, spec.topic.name)  # loads the topic's metadata, its id included
+        topic_id = current_topic_id(consumer, spec.topic.name)
+        stored, reset = reconcile(spec.topic.name, recorded, topic_id)
+        if reset is not None:
+            log.warning(reset.describe())
+        if isinstance(consumer_factory, KafkaConsumerFactory) and workers > 1:
+            consumer.close()
+            result, staged = consume_parallel(
+                consumer_factory,
+                spec,
+                stored,
+                staging,
+                tag,
+                workers=workers,
+                max_events=settings.max_events,
+                max_seconds=settings.max_seconds,
+                poll_timeout_ms=settings.poll_timeout_ms,
+                rows_per_file=settings.rows_per_file,
+                on_start=(lambda: progress(1)) if progress is not None else None,
+                topic_id=topic_id,
+            )
+        else:
+            writer = StagedWriter(spec, staging, tag, rows_per_file=settings.rows_per_file)
             result = consume(
                 consumer,
                 spec.topic.name,
@@ -249,10 +272,11 @@ def ingest_raw(
                 max_seconds=settings.max_seconds,
                 poll_timeout_ms=settings.poll_timeout_ms,
                 progress=progress,
+                topic_id=topic_id,
             )
             staged = writer.close()
-        finally:
-            consumer.close()
+    finally:
+        consumer.close()
     t_consume = time.monotonic() - t0
 
     batch = RawBatch(
@@ -273,6 +297,8 @@ def ingest_raw(
         quarantine_paths=[],
         stopped_by=result.stopped_by,
         seconds={"consume_parse": round(t_consume, 3)},
+        topic_id=topic_id,
+        topic_reset=reset.to_dict() if reset is not None else None,
         spec_config=spec.model_dump(mode="json"),
     )
     if staged.valid + staged.quarantined != result.events:  # a bug guard: every event is accounted for
@@ -293,7 +319,7 @@ def ingest_raw(
         uploads.append((local, layout.quarantine_prefix(spec) + local.name))
     for local, path in uploads:
         lake.upload_file(branch, path, local, "application/vnd.apache.parquet")
-    lake.write_json(branch, layout.offsets_path(spec), batch.next_offsets)
+    lake.write_json(branch, layout.offsets_path(spec), offsets_document(spec.topic.name, batch.next_offsets, topic_id))
     batch.raw_paths = [p for _, p in uploads if p.startswith(layout.raw_prefix(spec))]
     batch.quarantine_paths = [p for _, p in uploads if p.startswith(layout.quarantine_prefix(spec))]
     meta = {
@@ -303,6 +329,7 @@ def ingest_raw(
         f"{META_PREFIX}offset_ranges": json.dumps(batch.offset_ranges, sort_keys=True),
         f"{META_PREFIX}valid": str(batch.valid),
         f"{META_PREFIX}quarantined": str(batch.quarantined),
+        **topic_metadata(batch),
     }
     batch.commit = lake.commit(branch, f"raw events of {spec.topic.name} for run {run_id}", meta)
     batch.branch = branch
@@ -465,7 +492,9 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
         lake.delete_branch(feats.branch, missing_ok=True)
         return Published(commit, tag, int(head_meta[f"{META_PREFIX}dataset_version"]), dict(head_meta))
     head = lake.resolve(MAIN)
-    if head != raw.base_commit and read_offsets(lake, head, spec) != read_offsets(lake, raw.base_commit, spec):
+    if head != raw.base_commit and read_stored_offsets(lake, head, spec) != read_stored_offsets(
+        lake, raw.base_commit, spec
+    ):
         raise StaleBaseError(
             f"main moved from {raw.base_commit} to {head} with new offsets while run {raw.run_id} was ingesting "
             f"(another ingestion published first); nothing merged, branch {raw.branch!r} kept; run again to "
@@ -495,6 +524,7 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
         f"{META_PREFIX}validation": "passed",
         f"{META_PREFIX}validation_summary": json.dumps(_compact(summary), sort_keys=True),
         f"{META_PREFIX}data_docs": summary.data_docs or "",
+        **topic_metadata(raw),
     }
     message = f"dataset {spec.name} v{version}: {raw.valid} new events, {feats.rows} rows (run {raw.run_id})"
     # The final branch commit carries the metadata too, so a fast-forward merge shows it on main as well.

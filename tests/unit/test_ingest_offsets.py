@@ -44,3 +44,39 @@ def test_merge_unions_partitions_and_sums_counts() -> None:
     assert result.offset_ranges == {"0": [0, 3], "1": [7, 9]}
     assert (result.events, result.stopped_by, result.seconds) == (5, "max_events", 2.0)
     assert (staged.valid, staged.quarantined, staged.raw_files) == (4, 1, [Path("a"), Path("b")])
+
+
+def test_offsets_file_with_and_without_topic_id() -> None:
+    from pipelines.ingest.offsets import StoredOffsets, offsets_document, parse_offsets_file
+
+    assert parse_offsets_file({"0": 5, "1": 7}) == StoredOffsets({0: 5, 1: 7}, None)  # the old, flat file
+    doc = offsets_document("t", {"1": 7, "0": 5}, "id-1")
+    assert doc == {"topic": "t", "topic_id": "id-1", "offsets": {"0": 5, "1": 7}}
+    assert parse_offsets_file(doc) == StoredOffsets({0: 5, 1: 7}, "id-1")
+    zero = offsets_document("t", {0: 5}, "00000000-0000-0000-0000-000000000000")
+    assert parse_offsets_file(zero).topic_id is None  # Kafka's "no id" is unknown, not an id
+
+
+def test_reconcile_resets_only_on_a_known_different_topic_id() -> None:
+    from pipelines.ingest.offsets import StoredOffsets, reconcile
+
+    stored = StoredOffsets({0: 5, 1: 7}, "old")
+    assert reconcile("t", stored, "old") == ({0: 5, 1: 7}, None)
+    offsets, reset = reconcile("t", stored, "new")
+    assert offsets == {} and reset is not None  # {}: every partition from its earliest offset
+    assert reset.to_dict() == {
+        "topic": "t",
+        "previous_topic_id": "old",
+        "topic_id": "new",
+        "previous_offsets": {"0": 5, "1": 7},
+    }
+    assert "old -> new" in reset.describe()
+    # unknown on either side: keep the offsets (and so the strict error when the log ends before them)
+    assert reconcile("t", StoredOffsets({0: 5}), "new") == ({0: 5}, None)
+    assert reconcile("t", stored, None) == ({0: 5, 1: 7}, None)
+
+
+def test_lag_after_a_topic_reset_keys_on_the_topic_id() -> None:
+    a = Lag("t", "c1", {0: 0}, {0: 9}, topic_id="old")
+    b = Lag("t", "c1", {0: 0}, {0: 9}, topic_id="new", topic_reset={"previous_topic_id": "old"})
+    assert b.total == 9 and a.run_key(SPEC) != b.run_key(SPEC)

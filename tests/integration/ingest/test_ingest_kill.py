@@ -99,7 +99,7 @@ def test_sigkill_at_random_moments_then_finish(ingest_env: IngestEnv, tmp_path: 
     assert quarantine.num_rows == produced["malformed"]
     features = table_on_main(env, layout.features_prefix(spec))
     assert features.num_rows == produced["valid"]
-    offsets = env.lake.read_json(MAIN, layout.offsets_path(spec))
+    offsets = env.lake.read_json(MAIN, layout.offsets_path(spec))["offsets"]
     assert sum(offsets.values()) == produced["valid"] + produced["malformed"]
     # and the next run has nothing to do
     assert env.run(run_id="after").status == "nothing_new"

@@ -75,8 +75,10 @@ def test_happy_path_quarantine_and_nothing_new(ingest_env: IngestEnv, capsys: py
     assert set(vocab) == {f.name for f in spec.categorical_features}
 
     # offsets committed with the data: the true end of every partition
-    offsets = lake.read_json(MAIN, layout.offsets_path(spec))
+    recorded = lake.read_json(MAIN, layout.offsets_path(spec))
+    offsets = recorded["offsets"]
     assert sum(offsets.values()) == 3000
+    assert recorded["topic"] == spec.topic.name and recorded["topic_id"]  # Tansu reports KIP-516 topic ids
 
     # commit metadata, as `flywheel dataset show` reports it
     meta = lake.commit_info(MAIN).metadata
