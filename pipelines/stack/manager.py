@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +66,11 @@ class Stack:
         lines = ["# Written by `flywheel up`. Load with: set -a; . .flywheel/stack.env; set +a"]
         lines += [f"{k}={v}" for k, v in exports.items()]
         tmp = self.env_file.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        os.chmod(tmp, 0o600)  # it carries the lakeFS secret
+        tmp.unlink(missing_ok=True)
+        # Created 0600 from the start: it carries the lakeFS secret, never readable by others even briefly.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
         os.replace(tmp, self.env_file)
 
     @contextmanager
@@ -77,9 +80,7 @@ class Stack:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StackError(
-                    "another `flywheel up` or `down` is running on this state directory"
-                ) from None
+                raise StackError("another `flywheel up` or `down` is running on this state directory") from None
             yield
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -126,9 +127,7 @@ class Stack:
             ctx = Context(self.state_dir, self.project_root, self.host, resolved)
             return self._start(ctx, [SERVICES[n] for n in names], topics or [])
 
-    def _start(
-        self, ctx: Context, services: list[Service], topics: list[tuple[str, int]]
-    ) -> list[StackStatus]:
+    def _start(self, ctx: Context, services: list[Service], topics: list[tuple[str, int]]) -> list[StackStatus]:
         logs = self.state_dir / "logs"
         exports: dict[str, str] = {"FLYWHEEL_STATE_DIR": str(self.state_dir)}
         records: list[process.ProcessRecord] = []
@@ -191,22 +190,12 @@ class Stack:
         )
 
     def _create_topics(self, bootstrap: str, topics: list[tuple[str, int]]) -> None:
-        from kafka import KafkaAdminClient
-        from kafka.admin import NewTopic
-        from kafka.errors import TopicAlreadyExistsError
+        """The same helper `flywheel produce` uses: bounded waits, and one sentence when Kafka fails."""
+        from pipelines.streaming.producer import ProducerSettings, ensure_topic
 
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=15_000, client_id="flywheel-up"
-        )
-        try:
-            existing = set(admin.list_topics())
-            for name, partitions in topics:
-                if name in existing:
-                    continue
-                with suppress(TopicAlreadyExistsError):
-                    admin.create_topics([NewTopic(name, partitions, 1)], timeout_ms=15_000)
-        finally:
-            admin.close()
+        settings = ProducerSettings(timeout_s=15.0, client_id="flywheel-up")
+        for name, partitions in topics:
+            ensure_topic(bootstrap, name, partitions, settings)
 
     def down(self) -> list[str]:
         with self._lock():
