@@ -361,9 +361,9 @@ def produce_events(
     scenario: str | None = None,
 ) -> ProduceResult:
     """Send `count` events through `sink`, exactly round(count * malformed_rate) of them malformed."""
-    malformer = Malformer(spec, count, malformed_rate, seed) if malformed_rate > 0 else None
     started = time.monotonic()
-    try:
+    try:  # the sink is closed whatever fails, a rejected malformed rate included
+        malformer = Malformer(spec, count, malformed_rate, seed) if malformed_rate > 0 else None
         _sent, malformed, kinds, _, nbytes = send_messages(
             event_messages(events, spec, malformer), sink, total=count, rate=rate, progress=progress
         )

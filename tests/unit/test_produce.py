@@ -341,3 +341,18 @@ def test_a_missing_compression_library_is_reported_before_connecting(capsys: pyt
         pytest.skip("lz4 is installed here")
     code, _, err = run(capsys, "--count", "5", "--bootstrap-servers", "127.0.0.1:1", "--compression", "lz4")
     assert code == 2 and "compression 'lz4' needs a library" in err
+
+
+def test_a_rejected_malformed_rate_still_closes_the_sink() -> None:
+    import io
+
+    class ClosingSink(LineSink):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    sink = ClosingSink(io.BytesIO())
+    with pytest.raises(FlywheelError, match="malformed rate must be between 0 and 1"):
+        produce_events(frame_to_events(generate_events(3, seed=1), SPEC), SPEC, sink, count=3, malformed_rate=2.0)
+    assert sink.closed
