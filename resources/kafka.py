@@ -17,9 +17,7 @@ class KafkaResource(ConfigurableResource):
     Empty `bootstrap_servers` means: KAFKA_BOOTSTRAP_SERVERS, then `.flywheel/stack.env`.
     """
 
-    bootstrap_servers: str = Field(
-        default="", description="host:port[,host:port]; empty = from the environment"
-    )
+    bootstrap_servers: str = Field(default="", description="host:port[,host:port]; empty = from the environment")
     request_timeout_ms: int = Field(default=30_000, description="Timeout of every Kafka request")
     client_id: str = "flywheel"
 

@@ -14,9 +14,7 @@ from pipelines.errors import FlywheelError
 class MLflowResource(ConfigurableResource):
     """Empty `tracking_uri` means: MLFLOW_TRACKING_URI, then `.flywheel/stack.env`."""
 
-    tracking_uri: str = Field(
-        default="", description="MLflow tracking server URL; empty = from the environment"
-    )
+    tracking_uri: str = Field(default="", description="MLflow tracking server URL; empty = from the environment")
     experiment: str = Field(default="flywheel", description="Experiment for runs launched by Flywheel")
     request_timeout_s: int = Field(default=30, description="Timeout of every MLflow HTTP request")
 

@@ -21,9 +21,7 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flywheel", description="Flywheel: a production ML loop on Dagster."
-    )
+    parser = argparse.ArgumentParser(prog="flywheel", description="Flywheel: a production ML loop on Dagster.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(name).register(sub)

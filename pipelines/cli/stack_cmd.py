@@ -58,20 +58,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    up = sub.add_parser(
-        "up", help="start the embedded stack (Kafka, lakeFS, MLflow; Dagster with --with-dagster)"
-    )
-    up.add_argument(
-        "--with-dagster", action="store_true", help="also start `dagster dev` (web UI and daemon)"
-    )
+    up = sub.add_parser("up", help="start the embedded stack (Kafka, lakeFS, MLflow; Dagster with --with-dagster)")
+    up.add_argument("--with-dagster", action="store_true", help="also start `dagster dev` (web UI and daemon)")
     up.add_argument("--services", help=f"comma-separated subset of {','.join(SERVICES)}")
-    up.add_argument(
-        "--spec", help="dataset spec whose topic is created (default: FLYWHEEL_SPEC or transactions)"
-    )
+    up.add_argument("--spec", help="dataset spec whose topic is created (default: FLYWHEEL_SPEC or transactions)")
     for name, service in SERVICES.items():
-        up.add_argument(
-            f"--{name}-port", type=int, help=f"port for {service.title} (default {service.default_port})"
-        )
+        up.add_argument(f"--{name}-port", type=int, help=f"port for {service.title} (default {service.default_port})")
     up.add_argument("--format", choices=["text", "json"], default="text")
     up.set_defaults(func=_up)
 

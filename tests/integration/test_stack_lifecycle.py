@@ -74,9 +74,7 @@ def test_up_status_second_up_down_leaves_nothing(env: dict[str, str], isolated_s
     # The topic of the default spec exists with the spec's partitions.
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"], request_timeout_ms=10_000
-    )
+    consumer = KafkaConsumer(bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"], request_timeout_ms=10_000)
     try:
         assert consumer.partitions_for_topic("transactions") == {0, 1, 2}
     finally:
@@ -91,9 +89,7 @@ def test_up_status_second_up_down_leaves_nothing(env: dict[str, str], isolated_s
     down = flywheel("down", env=env)
     assert down.returncode == 0, down.stderr
     assert "kafka" in down.stdout and "mlflow" in down.stdout
-    leftovers = [
-        p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-    ]
+    leftovers = [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert leftovers == []
     assert not (isolated_state / "stack.env").exists()
 
@@ -102,9 +98,7 @@ def test_up_status_second_up_down_leaves_nothing(env: dict[str, str], isolated_s
     assert "Nothing was running" in flywheel("down", env=env).stdout
 
 
-def test_busy_port_is_one_clear_sentence_and_starts_nothing(
-    env: dict[str, str], isolated_state: Path
-) -> None:
+def test_busy_port_is_one_clear_sentence_and_starts_nothing(env: dict[str, str], isolated_state: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
