@@ -86,7 +86,8 @@ def parse_timestamps(values: pd.Series, column: str, path: Path) -> pd.Series:
 
 
 def derived_event_ids(path: Path, rows: int) -> list[str]:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+    with open(path, "rb") as f:  # streamed: a large file is not held in memory a second time
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:32]
     return [str(uuid.uuid5(_ID_NAMESPACE, f"{digest}:{i}")) for i in range(rows)]
 
 
