@@ -96,7 +96,7 @@ class LakeFSSettings:
             "secret_access_key": get(SECRET_ENV),
             "repository": get(REPOSITORY_ENV) or DEFAULT_REPOSITORY,
             "storage_namespace": get(NAMESPACE_ENV) or None,
-            "read_timeout_s": float(get(TIMEOUT_ENV) or 60.0),
+            "read_timeout_s": _seconds(TIMEOUT_ENV, get(TIMEOUT_ENV), 60.0),
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, "")})
         env_names = {"endpoint": ENDPOINT_ENV, "access_key_id": KEY_ENV, "secret_access_key": SECRET_ENV}
@@ -111,6 +111,16 @@ class LakeFSSettings:
     @property
     def namespace(self) -> str:
         return self.storage_namespace or f"local://{self.repository}"
+
+
+def _seconds(name: str, raw: str | None, default: float) -> float:
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = float("nan")
+    if not value > 0:  # NaN, zero and negative alike
+        raise LakeError(f"{name}={raw!r} is not a timeout: give a positive number of seconds, e.g. {name}=60")
+    return value
 
 
 def make_client(settings: LakeFSSettings) -> lakefs.Client:

@@ -23,6 +23,9 @@ def test_settings_from_environment_and_overrides() -> None:
     assert (s.repository, s.read_timeout_s) == ("other", 5.0)
     with pytest.raises(LakeError, match="set LAKEFS_ENDPOINT, LAKEFS_SECRET_ACCESS_KEY"):
         LakeFSSettings.from_env({"LAKEFS_ACCESS_KEY_ID": "x"})
+    for bad in ("soon", "0", "-3"):
+        with pytest.raises(LakeError, match=f"LAKEFS_TIMEOUT_S='{bad}' is not a timeout: give a positive number"):
+            LakeFSSettings.from_env({**ENV, "LAKEFS_TIMEOUT_S": bad})
 
 
 def test_resource_fields_win_and_empty_fields_fall_back_to_env(monkeypatch: pytest.MonkeyPatch) -> None:
