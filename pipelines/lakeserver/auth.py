@@ -18,6 +18,8 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipelines.errors import StackError
+
 CREDENTIALS_FILE = "credentials.json"
 KEY_ENV = "LAKEFS_ACCESS_KEY_ID"
 SECRET_ENV = "LAKEFS_SECRET_ACCESS_KEY"
@@ -45,13 +47,25 @@ def load_or_create(data_dir: Path) -> Credentials:
     if key and secret:
         creds = Credentials(key, secret)
     elif path.exists():
-        stored = json.loads(path.read_text())
-        return Credentials(stored["access_key_id"], stored["secret_access_key"])
+        return Credentials(*read_stored(path))
     else:
         # Same shapes as lakeFS keys: AKIAJ + 14 characters, and a 40-character secret.
         creds = Credentials("AKIAJ" + secrets.token_hex(7).upper(), secrets.token_urlsafe(30)[:40])
     _write_private(path, {"access_key_id": creds.access_key_id, "secret_access_key": creds.secret_access_key})
     return creds
+
+
+def read_stored(path: Path) -> tuple[str, str]:
+    """(access key id, secret) from a credentials file; a damaged file is one sentence, not a traceback."""
+    try:
+        stored = json.loads(path.read_text())
+        key, secret = stored["access_key_id"], stored["secret_access_key"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StackError(
+            f"the lakeFS credentials file {path} is damaged ({type(exc).__name__}): delete it to generate new "
+            f"credentials at the next start, or set {KEY_ENV} and {SECRET_ENV}"
+        ) from exc
+    return str(key), str(secret)
 
 
 def _write_private(path: Path, payload: dict) -> None:

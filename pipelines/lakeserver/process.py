@@ -10,7 +10,6 @@ the suffix works as well). That is also how a real lakeFS is addressed.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from pipelines.errors import StackError
-from pipelines.lakeserver.auth import credentials_path
+from pipelines.lakeserver.auth import credentials_path, read_stored
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,11 +95,9 @@ def wait_healthy(
 def read_credentials(data_dir: Path) -> tuple[str, str]:
     """(access key id, secret) the server in data_dir accepts; written at its first start."""
     path = credentials_path(Path(data_dir))
-    try:
-        stored = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise StackError(f"no lakeFS credentials at {path}: start the server once (flywheel up)") from exc
-    return stored["access_key_id"], stored["secret_access_key"]
+    if not path.exists():
+        raise StackError(f"no lakeFS credentials at {path}: start the server once (flywheel up)")
+    return read_stored(path)
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:

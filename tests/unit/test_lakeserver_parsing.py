@@ -83,3 +83,16 @@ def test_lake_uris_and_run_branches() -> None:
     with pytest.raises(LakeError):
         LakeURI.parse("s3://bucket/key")
     assert run_branch_name("0f3c-77/ab") == "ingest-0f3c-77-ab"
+
+
+def test_a_damaged_credentials_file_is_one_sentence(tmp_path, monkeypatch) -> None:
+    from pipelines.errors import StackError
+    from pipelines.lakeserver.auth import load_or_create
+    from pipelines.lakeserver.process import read_credentials
+
+    monkeypatch.delenv("LAKEFS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("LAKEFS_SECRET_ACCESS_KEY", raising=False)
+    (tmp_path / "credentials.json").write_text('{"access_key_id": "AKIAJ')
+    for read in (load_or_create, read_credentials):
+        with pytest.raises(StackError, match=r"credentials file .* is damaged .*delete it"):
+            read(tmp_path)
