@@ -21,7 +21,10 @@ ingest_job = define_asset_job(
 retrain_job = define_asset_job(
     "retrain_job",
     selection=retrain_selection,
-    description=("Train on the latest validated dataset -> optimize -> evaluate against the champion -> promote."),
+    description=(
+        "Train on the latest validated dataset (optimize, evaluate against the champion and promote join this "
+        "job, by group, once those stages exist)."
+    ),
 )
 pipeline_job = define_asset_job(
     "pipeline_job",
