@@ -115,6 +115,15 @@ def _score(metrics: dict[str, float], monitor: str) -> float:
     return -metrics["log_loss"]
 
 
+def _from_main(ctx: DistContext, value: float) -> float:
+    """Rank 0's value on every rank (unchanged in a single process)."""
+    if not ctx.distributed:
+        return value
+    box = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    torch.distributed.broadcast(box, src=0)
+    return float(box.item())
+
+
 def train(
     model: nn.Module,
     train_data: Tensors,
@@ -132,7 +141,13 @@ def train(
     best_score, best_epoch, bad_epochs, start_epoch, resumed_from = -math.inf, 0, 0, 1, None
     stopped_early = False
 
-    state = checkpoints.load_latest() if checkpoints else None
+    # Rank 0's checkpoint is the one truth: on several nodes the other ranks cannot see its files (a pod's
+    # emptyDir), and a rank that started over while rank 0 resumed would run other epochs and hang the group.
+    state = checkpoints.load_latest() if checkpoints is not None and ctx.is_main else None
+    if ctx.distributed and checkpoints is not None:
+        box = [state]
+        torch.distributed.broadcast_object_list(box, src=0)
+        state = box[0]
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -188,7 +203,9 @@ def train(
         samples_seen += n
 
         val_metrics = classification_metrics(val_data.labels.cpu().numpy(), predict(model, val_data, ctx, cfg.bf16))
-        score = _score(val_metrics, cfg.monitor)
+        # Rank 0 decides: early stopping must stop every rank at the same epoch even if float noise
+        # (another GPU, another reduction order) makes a rank's validation score differ in the last bit.
+        score = _from_main(ctx, _score(val_metrics, cfg.monitor))
         if score > best_score:
             best_score, best_epoch, bad_epochs = score, epoch, 0
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
