@@ -45,16 +45,40 @@ def _flywheel(args: list[str], env: dict[str, str], cwd: Path, timeout_s: float 
     return result.stdout
 
 
+def run_logged(
+    cmd: list[str], env: dict[str, str], cwd: Path, log_path: Path, timeout_s: float, heartbeat_s: float = 30.0
+) -> int:
+    """Run cmd with its output in log_path, saying every heartbeat_s that it still runs; returns the exit code."""
+    print("$ " + " ".join(cmd), flush=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    return proc.wait(timeout=heartbeat_s)
+                except subprocess.TimeoutExpired:
+                    elapsed = time.monotonic() - started
+                    if elapsed >= timeout_s:
+                        raise FlywheelError(
+                            f"`{' '.join(cmd[:6])}` did not finish within {timeout_s:.0f}s; its log: {log_path}"
+                        ) from None
+                    print(f"  ... still running after {elapsed:.0f}s (follow it: tail -f {log_path})", flush=True)
+        finally:
+            if proc.poll() is None:  # timed out or interrupted: leave nothing running
+                proc.kill()
+                proc.wait()
+
+
 def _dagster_job(job: str, env: dict[str, str], cwd: Path) -> float:
     started = time.monotonic()
     cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "definitions", "-j", job]
-    result = _run(cmd, env, cwd, timeout_s=3600)
-    seconds = time.monotonic() - started
     log_path = config.state_dir() / "logs" / f"demo-{job}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-25:])
+    returncode = run_logged(cmd, env, cwd, log_path, timeout_s=3600)
+    seconds = time.monotonic() - started
+    if returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
         raise FlywheelError(f"{job} failed after {seconds:.0f}s; full log: {log_path}\n{tail}")
     print(f"{job} succeeded in {seconds:.1f}s (log: {log_path})", flush=True)
     return seconds
