@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -53,7 +54,8 @@ def run_logged(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out = {"stdout": log, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL}
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, start_new_session=True, **out)
         try:
             while True:
                 try:
@@ -66,8 +68,8 @@ def run_logged(
                         ) from None
                     print(f"  ... still running after {elapsed:.0f}s (follow it: tail -f {log_path})", flush=True)
         finally:
-            if proc.poll() is None:  # timed out or interrupted: leave nothing running
-                proc.kill()
+            if proc.poll() is None:  # timed out or interrupted: leave nothing running, its workers included
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
