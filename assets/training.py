@@ -95,14 +95,17 @@ def trained_model(
     metadata.update(
         {
             "epochs": MetadataValue.md(epoch_table(epochs)),
-            "mlflow_run": MetadataValue.url(run_url(tracking_uri, experiment, record.mlflow_run_id)),
-            "model_uri": MetadataValue.text(record.model_uri),
-            "registered_model": MetadataValue.url(
-                f"{tracking_uri.rstrip('/')}/#/models/{record.model_name}/versions/{record.model_version}"
-            ),
             "lakefs_commit": MetadataValue.text(commit),
             "dataset_uri": MetadataValue.text(lake_uri(repository, commit, table)),
             "launcher": MetadataValue.text(trainer.describe()),
         }
     )
+    # Links only to what exists: a run without MLflow or registration (--no-mlflow, --no-register) has none.
+    if record.mlflow_run_id:
+        metadata["mlflow_run"] = MetadataValue.url(run_url(tracking_uri, experiment, record.mlflow_run_id))
+    if record.model_version:
+        metadata["model_uri"] = MetadataValue.text(record.model_uri)
+        metadata["registered_model"] = MetadataValue.url(
+            f"{tracking_uri.rstrip('/')}/#/models/{record.model_name}/versions/{record.model_version}"
+        )
     return Output(record, metadata=metadata, data_version=DataVersion(commit))
