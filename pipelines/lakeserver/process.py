@@ -28,6 +28,12 @@ def endpoint_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def server_command(data_dir: Path, host: str, port: int) -> list[str]:
+    """The command line that runs the server (this module's start() and the embedded stack both use it)."""
+    module = [sys.executable, "-m", "pipelines.lakeserver"]
+    return [*module, "--data-dir", str(data_dir), "--host", host, "--port", str(port)]
+
+
 def start(
     data_dir: Path,
     port: int,
@@ -45,17 +51,7 @@ def start(
     merged = {**os.environ, **(env or {})}
     child_env = {k: v for k, v in merged.items() if v is not None}
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipelines.lakeserver",
-        "--data-dir",
-        str(data_dir),
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
+    cmd = server_command(data_dir, host, port)
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(

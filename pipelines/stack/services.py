@@ -92,22 +92,18 @@ def _lakefs_exports(ctx: Context) -> dict[str, str]:
     }
 
 
+def _lakefs_command(ctx: Context) -> list[str]:
+    from pipelines.lakeserver.process import server_command
+
+    return server_command(_lakefs_dir(ctx), ctx.host, ctx.port("lakefs"))
+
+
 LAKEFS = Service(
     name="lakefs",
     title="lakeFS (embedded server)",
     default_port=8000,
     startup_timeout_s=30,
-    command=lambda ctx: [
-        sys.executable,
-        "-m",
-        "pipelines.lakeserver",
-        "--data-dir",
-        str(_lakefs_dir(ctx)),
-        "--host",
-        ctx.host,
-        "--port",
-        str(ctx.port("lakefs")),
-    ],
+    command=_lakefs_command,
     url=lambda ctx: f"http://{ctx.host}:{ctx.port('lakefs')}",
     ready=lambda ctx: net.http_ok(f"http://{ctx.host}:{ctx.port('lakefs')}/api/v1/healthcheck"),
     exports=_lakefs_exports,
