@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
@@ -34,6 +34,14 @@ class EventCheck:
 
 class _Bad(Exception):
     pass
+
+
+# Timestamps and integers are stored as 64-bit integers (Arrow, Spark): a value outside what they hold must be
+# rejected here, with a reason, not crash the batch that writes it. Timestamps: years 1 to 9999, as datetime.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_EPOCH_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+MAX_EPOCH_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def to_epoch_ms(value: Any) -> int:
@@ -59,6 +67,8 @@ def _numeric(f: NumericFeature) -> Callable[[Any], Any]:
     # Settings bound to locals and an exact-type fast path: this runs for every feature of every event.
     name, nullable, integer, lo, hi = f.name, f.nullable, f.integer, f.min, f.max
     isfinite = math.isfinite
+    # Integers beyond the spec's bounds that int64 cannot hold: checked only when the bounds leave room for them.
+    wide = integer and (lo is None or lo < INT64_MIN or hi is None or hi > INT64_MAX)
 
     def check(v: Any) -> Any:
         t = type(v)
@@ -75,6 +85,8 @@ def _numeric(f: NumericFeature) -> Callable[[Any], Any]:
             if v != int(v):
                 raise _Bad(f"{name} must be an integer, got {v}")
             v = int(v)
+            if wide and not INT64_MIN <= v <= INT64_MAX:
+                raise _Bad(f"{name}={v} is outside the 64-bit integer range")
         if lo is not None and v < lo:
             raise _Bad(f"{name}={v} is below the minimum {lo:g}")
         if hi is not None and v > hi:
@@ -129,11 +141,22 @@ class EventChecker:
                 checks.append((f.name, _boolean(f)))
         self._checks = checks
         self._reserved = (spec.event_id, spec.entity_key, spec.timestamp, spec.label)
+        self._fields = spec.event_fields
 
     def check_obj(self, obj: Any) -> EventCheck:
+        values = self.values_obj(obj)
+        if isinstance(values, str):
+            return EventCheck(None, values)
+        return EventCheck(dict(zip(self._fields, values, strict=True)), None)
+
+    def values_obj(self, obj: Any) -> list[Any] | str:
+        """The normalized values in `spec.event_fields` order, or the rejection reason (a str).
+
+        A list, not a dict: ingestion appends them to columns, so no per-event dict is built.
+        """
         eid_f, key_f, ts_f, label_f = self._reserved
         if not isinstance(obj, dict):
-            return EventCheck(None, f"event is a JSON {type(obj).__name__}, not an object")
+            return f"event is a JSON {type(obj).__name__}, not an object"
         try:
             event_id = obj.get(eid_f)
             if not isinstance(event_id, str) or not event_id:
@@ -143,7 +166,10 @@ class EventChecker:
                 raise _Bad(f"{key_f} is missing or not a string/integer")
             if ts_f not in obj:
                 raise _Bad(f"{ts_f} is missing")
-            ts = to_epoch_ms(obj[ts_f])
+            ts = obj[ts_f]
+            ts = ts if type(ts) is int and ts > 100_000_000_000 else to_epoch_ms(ts)  # epoch ms: as is
+            if not MIN_EPOCH_MS <= ts <= MAX_EPOCH_MS:
+                raise _Bad(f"{ts_f} {obj[ts_f]!r:.40} is out of range (years 1 to 9999)")
             if label_f not in obj:
                 raise _Bad(f"{label_f} is missing")
             label = obj[label_f]
@@ -153,19 +179,15 @@ class EventChecker:
                 label = 0
             else:
                 raise _Bad(f"{label_f} must be true/false or 0/1, got {label!r:.40}")
-            record: dict[str, Any] = {
-                eid_f: event_id,
-                key_f: str(key),
-                ts_f: ts,
-                label_f: label,
-            }
+            values = [event_id, key if type(key) is str else str(key), ts, label]
+            append = values.append
             for name, check in self._checks:
                 if name not in obj:
                     raise _Bad(f"{name} is missing")
-                record[name] = check(obj[name])
+                append(check(obj[name]))
         except _Bad as bad:
-            return EventCheck(None, str(bad))
-        return EventCheck(record, None)
+            return str(bad)
+        return values
 
     def check(self, raw: bytes | str) -> EventCheck:
         try:
@@ -173,6 +195,14 @@ class EventChecker:
         except (ValueError, UnicodeDecodeError) as exc:
             return EventCheck(None, f"not valid JSON: {exc}")
         return self.check_obj(obj)
+
+    def values(self, raw: bytes | str) -> list[Any] | str:
+        """`check` for the ingestion hot path: values in `spec.event_fields` order, or the reason."""
+        try:
+            obj = _loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return f"not valid JSON: {exc}"
+        return self.values_obj(obj)
 
 
 _CHECKERS: dict[int, EventChecker] = {}

@@ -9,6 +9,7 @@ import yaml
 
 from pipelines.errors import SpecError
 from pipelines.spec import builtin_specs, check_event, load_spec, spec_hash
+from pipelines.spec.loader import parse_spec
 
 BUILTIN = Path(__file__).resolve().parents[2] / "pipelines/spec/builtin/transactions.yaml"
 
@@ -126,6 +127,8 @@ def test_check_event_normalizes_a_good_event() -> None:
         ({"card_present": 1}, "card_present must be true or false"),
         ({"customer_tenure_days": None}, "customer_tenure_days is null"),
         ({"event_id": ""}, "event_id is missing"),
+        ({"event_time": 2**63}, f"event_time {2**63} is out of range"),  # int64 ms would overflow
+        ({"event_time": -1e15}, "is out of range (years 1 to 9999)"),
     ],
 )
 def test_check_event_rejects_with_reason(patch: dict, reason: str) -> None:
@@ -152,3 +155,16 @@ def test_missing_label_says_missing() -> None:
     event = good_event()
     del event["is_fraud"]
     assert check_event(load_spec(), json.dumps(event)).reason == "is_fraud is missing"
+
+
+def test_integers_beyond_int64_are_rejected_when_the_spec_has_no_bound(tmp_path: Path) -> None:
+    import json
+
+    data = load_spec().model_dump(mode="json")
+    for feature in data["features"]:
+        if feature["name"] == "customer_tenure_days":
+            feature["max"] = None
+    spec = parse_spec(data, tmp_path / "unbounded.yaml")
+    result = check_event(spec, json.dumps({**good_event(), "customer_tenure_days": 2**63}))
+    assert not result.ok and result.reason == f"customer_tenure_days={2**63} is outside the 64-bit integer range"
+    assert check_event(spec, json.dumps({**good_event(), "customer_tenure_days": 2**62})).ok
