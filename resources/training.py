@@ -62,6 +62,18 @@ class TrainingLauncher(ConfigurableResource):
         raise NotImplementedError
 
 
+def _count_setting(name: str, minimum: int, default: int = 1) -> int:
+    """A whole-number setting (environment, then .flywheel/stack.env); a bad value is one sentence."""
+    raw = setting(name) or ""
+    try:
+        value = int(raw) if raw.strip() else default
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise Failure(f"{name}={raw!r} is not a whole number >= {minimum}: fix or unset it (default {default})")
+    return value
+
+
 # ---- local: torchrun as a subprocess ----------------------------------------------------------------
 
 
@@ -78,7 +90,7 @@ class LocalTrainingLauncher(TrainingLauncher):
     log_tail_lines: int = Field(default=30, description="worker log lines quoted in a failure")
 
     def resolved_nproc(self) -> int:
-        return self.nproc_per_node or int(setting("FLYWHEEL_TRAINING_NPROC", "1") or 1)
+        return self.nproc_per_node or _count_setting("FLYWHEEL_TRAINING_NPROC", minimum=0) or 1
 
     def command(self, entry_args: Sequence[str], log_dir: str) -> list[str]:
         return [
@@ -174,7 +186,7 @@ class K8sTrainingLauncher(TrainingLauncher):
     log_tail_lines: int = 30
 
     def resolved_gpus(self) -> int:
-        return self.gpus_per_node if self.gpus_per_node >= 0 else int(setting("FLYWHEEL_TRAINING_GPUS", "1") or 1)
+        return self.gpus_per_node if self.gpus_per_node >= 0 else _count_setting("FLYWHEEL_TRAINING_GPUS", minimum=0)
 
     def resolved_namespace(self) -> str:
         return self.namespace or setting("FLYWHEEL_K8S_NAMESPACE") or "flywheel"
