@@ -44,7 +44,9 @@ class IngestConfig(Config):
     spec: str = Field(default="", description="spec path or built-in name; empty = FLYWHEEL_SPEC or transactions")
     max_events: int | None = Field(default=5_000_000, description="stop reading after this many events")
     max_seconds: float = Field(default=600.0, description="stop reading after this many seconds")
-    workers: int = Field(default=0, description="reader processes, each a share of partitions; 0 = one per CPU")
+    workers: int = Field(
+        default=0, description="reader processes, each a share of partitions; 0 = automatic (see IngestSettings)"
+    )
 
 
 def _spec(ref: str):

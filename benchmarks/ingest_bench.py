@@ -101,7 +101,25 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary state directory")
     parser.add_argument("--out", default=str(RESULTS / "ingest"))
     parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
+    parser.add_argument(
+        "--compare",
+        default=None,
+        help="an earlier result JSON (e.g. `git show REV:benchmarks/results/ingest.json > before.json`) shown as "
+        "a 'before' column; its label is --compare-label",
+    )
+    parser.add_argument("--compare-label", default="before")
     args = parser.parse_args()
+    before = None
+    if args.compare:
+        old = json.loads(Path(args.compare).read_text())
+        before = {
+            "label": args.compare_label,
+            "raw_consume": old["raw_consume"],
+            "end_to_end": {k: old["end_to_end"][k] for k in ("seconds", "events_per_s", "ratio_to_raw_consume")},
+            "stages_s": old["end_to_end"]["stages_s"],
+            "consume_parse_only": old["consume_parse_only"],
+            "load_avg_1m_at_end": old["machine"]["load_avg_1m_at_end"],
+        }
     if args.markdown_only:
         out = Path(args.out)
         out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
@@ -190,6 +208,7 @@ def main() -> int:
                 ),
             },
             "produce_seconds": round(produce_s, 3),
+            "before": before,
         }
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +223,7 @@ def main() -> int:
 
 
 def markdown(r: dict) -> str:
-    e2e, raw = r["end_to_end"], r["raw_consume"]
+    e2e, raw, before = r["end_to_end"], r["raw_consume"], r.get("before")
     lines = [
         "# Ingestion benchmark",
         "",
@@ -221,10 +240,22 @@ def markdown(r: dict) -> str:
         f"| **end to end: Kafka to merged lakeFS main** | **{e2e['seconds']:.1f}** | **{e2e['events_per_s']:,.0f}** | "
         f"**{e2e['ratio_to_raw_consume']:.2f}x** |",
         "",
+    ]
+    if before:
+        b = before
+        lines += [
+            f"{b['label']} (same machine, 1-min load {b['load_avg_1m_at_end']}): raw consume "
+            f"{b['raw_consume']['seconds']:.1f}s, consume + parse {b['stages_s']['consume_parse']:.1f}s "
+            f"({b['consume_parse_only']['ratio_to_raw_consume']:.2f}x), end to end {b['end_to_end']['seconds']:.1f}s "
+            f"(**{b['end_to_end']['ratio_to_raw_consume']:.2f}x**).",
+            "",
+        ]
+    label = before["label"] if before else ""
+    lines += [
         "Where the end-to-end time goes:",
         "",
-        "| stage | seconds | share |",
-        "| --- | ---: | ---: |",
+        "| stage | seconds | share |" + (f" {label} (s) |" if before else ""),
+        "| --- | ---: | ---: |" + (" ---: |" if before else ""),
     ]
     names = {
         "spark_start_waited": "waiting for the Spark JVM after consumption (its start overlaps consumption)",
@@ -237,30 +268,53 @@ def markdown(r: dict) -> str:
         "validation": "Great Expectations suite + dataset checks + Data Docs",
         "commit_merge": "commit metadata + merge into main + tag",
     }
-    for key, label in names.items():
+    for key, name in names.items():
         s = e2e["stages_s"].get(key)
         if s is not None:
-            lines.append(f"| {label} | {s:.1f} | {s / e2e['seconds']:.0%} |")
+            row = f"| {name} | {s:.1f} | {s / e2e['seconds']:.0%} |"
+            if before:
+                old = before["stages_s"].get(key)
+                row += f" {old:.1f} |" if old is not None else " |"
+            lines.append(row)
+    if before:
+        lines.append(
+            f"| **end to end** | **{e2e['seconds']:.1f}** | 100% | **{before['end_to_end']['seconds']:.1f}** |"
+        )
     st = e2e["stages_s"]
     fixed = st.get("features", 0) + st.get("validation", 0)
+    ratio = e2e["ratio_to_raw_consume"]
     lines += [
         "",
         f"Produced with kafka-python in {r['produce_seconds']:.0f}s (not part of either measurement).",
         "",
         "Reading the numbers:",
         "",
-        f"- The goal of 0.8x the raw consume rate is **{'met' if e2e['ratio_to_raw_consume'] >= 0.8 else 'not met'}**"
-        f" ({e2e['ratio_to_raw_consume']:.2f}x). Spark and GX alone take {fixed:.0f}s, "
-        f"{fixed / raw['seconds']:.1f}x the time a bare consumer needs for the whole batch, so no overlap of "
-        "the Kafka read can reach 0.8x while the model table is rebuilt and validated in full on every run.",
+        f"- The goal of 0.8x the raw consume rate is **{'met' if ratio >= 0.8 else 'not met'}** ({ratio:.2f}x). "
+        f"At 0.8x, 1M events would have to go from Kafka to merged main in {raw['seconds'] / 0.8:.1f}s; the "
+        f"Spark model table and the GX gate alone take {fixed:.0f}s, {fixed / raw['seconds']:.1f}x what a bare "
+        "consumer needs for the whole batch. Both rebuild and check the full history on every run, after the "
+        "read, so they are not overlapped with it. Reaching 0.8x needs an incremental model table (new events "
+        "plus the windows of the entities they touch) and validating only what changed, or a bigger machine; "
+        "faster per-event code alone cannot get there.",
         "- The bare consumer does nothing per record; ingestion parses JSON (orjson), checks every field "
-        "against the spec, builds Arrow columns and writes Parquet, in one reader process per CPU "
-        "(partition shares). With the C CRC-32C (`crc32c`) kafka-python itself is no longer the bottleneck; "
-        "Python-level checking is.",
-        "- Spark's time is the dedup and the per-entity window aggregates over the whole history (one "
-        "shuffle by entity) on local cores, plus collecting the table to Arrow; GX's is "
-        f"{st.get('validation', 0) / max(1, e2e['rows_published'] or 1) * 1e6:.0f} us per row for the spec's "
-        "~50 expectations on pandas.",
+        "against the spec into per-column lists (no per-event dict) and writes Parquet, in one reader process "
+        "per partition share, up to two per CPU (3 partitions on 2 CPUs: 3 processes, so the shares even out "
+        "instead of one core idling while the 2-partition share finishes). kafka-python's own record decoding "
+        "is about half of each reader's CPU; on 2 shared cores, consume + parse cannot be much under the raw "
+        "single-consumer time.",
+        "- Spark's time is the dedup and the per-entity window aggregates over the whole history (one shuffle "
+        "by entity, one sort per window group, as `explain()` shows) on local cores, plus collecting the table "
+        "to Arrow; most of it is the JVM's first, cold query in the process (the same query runs in about a third of "
+        "the time when repeated in one JVM). This round did not change the Spark code: the plan already has one "
+        "shuffle and one window pass per group, and a difference to an earlier run is load and JIT, not code. "
+        "GX's is "
+        f"{st.get('validation', 0) / max(1, e2e['rows_published'] or 1) * 1e6:.1f} us per row for the spec's "
+        "~50 expectations on pandas: string columns as StringDtype and integer columns without nulls as numpy "
+        "types let GX check types and ranges per column instead of calling Python per value, the stored suite "
+        "and checkpoint are reused while the spec's fingerprint is unchanged, and GX is imported while Spark "
+        "works. Every expectation still runs on every row.",
+        "- The machine is shared (2 CPUs, another test suite running): stage times move by several seconds "
+        "between runs (the Spark stage most), so compare the ratio to the raw consume measured in the same run.",
         "",
     ]
     return "\n".join(lines)

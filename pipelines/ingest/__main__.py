@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", default=None, help="spec path or built-in name (default: FLYWHEEL_SPEC)")
     parser.add_argument("--max-events", type=int, default=None, help="stop after N events (default: all new)")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop reading after S seconds")
-    parser.add_argument("--workers", type=int, default=0, help="reader processes (0 = one per CPU)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="reader processes (0 = one per partition, at most 2 per CPU)"
+    )
     parser.add_argument("--run-id", default=None, help="names the branch ingest-<run id>")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     args = parser.parse_args(argv)

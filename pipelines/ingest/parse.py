@@ -132,24 +132,22 @@ class StagedWriter:
         self.result = StagedFiles()
 
     def __call__(self, partition: int, records: list[Any]) -> None:
-        check = self.checker.check
-        fields = self._fields
+        values_of = self.checker.values
         cols = self._cols
-        field_cols = [cols[name] for name in fields]
+        appends = [cols[name].append for name in self._fields]  # bound once per poll, not per event
         part_col, off_col = cols[PARTITION_COLUMN], cols[OFFSET_COLUMN]
         q = self._q
         reasons = self.result.reasons
         for rec in records:
             value = rec.value
-            result = check(value) if value is not None else None
-            if result is not None and result.record is not None:
-                row = result.record
-                for name, col in zip(fields, field_cols, strict=True):
-                    col.append(row[name])
+            row = values_of(value) if value is not None else "event has no value (null Kafka record)"
+            if type(row) is list:
+                for append, v in zip(appends, row):  # noqa: B905 - same length by construction, strict costs
+                    append(v)
                 part_col.append(partition)
                 off_col.append(rec.offset)
             else:
-                reason = result.reason if result is not None else "event has no value (null Kafka record)"
+                reason = row
                 q["reason"].append(reason)
                 q["raw"].append(value if value is not None else b"")
                 q["topic"].append(self.topic)

@@ -60,6 +60,11 @@ def default_spark() -> Any:
     return spark_session(remote=setting("SPARK_REMOTE"), master=setting("SPARK_MASTER") or "local[*]")
 
 
+def _preload_validation() -> None:
+    import great_expectations  # noqa: F401
+    import pandas  # noqa: F401
+
+
 @dataclass
 class IngestOutcome:
     raw: stages.RawBatch
@@ -129,6 +134,8 @@ def run_ingest(
         spark = spark_future.result() if spark_future is not None else default_spark()
         seconds["spark_start_waited"] = round(time.monotonic() - t0, 3)
         seconds["spark_start_overlapped"] = round(t0 - t_spark, 3)
+    # Importing GX takes seconds of Python; Spark's work runs in the JVM while this thread waits on it.
+    _POOL.submit(_preload_validation)
     outcome.features = stages.build_features(lake, spark, spec, raw)
     seconds["features"] = outcome.features.seconds
     seconds.update({f"features.{k}": v for k, v in outcome.features.seconds_detail.items()})

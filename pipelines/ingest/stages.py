@@ -69,7 +69,10 @@ class IngestSettings:
     max_seconds: float = 600.0
     poll_timeout_ms: int = 500
     rows_per_file: int = 1_000_000
-    workers: int = 0  # reader processes (a share of partitions each); 0 = one per CPU; 1 = in this process
+    # Reader processes, a share of partitions each; 1 = in this process. 0 = one per partition, at most two
+    # per CPU: with shares of unequal size (3 partitions, 2 CPUs) one process per CPU leaves a core idle while
+    # the bigger share finishes; more processes than cores even out on the cores instead.
+    workers: int = 0
 
 
 @dataclass
@@ -237,10 +240,10 @@ def ingest_raw(
     shutil.rmtree(staging, ignore_errors=True)
     tag = run_branch_name(run_id, "run")
     t0 = time.monotonic()
-    workers = settings.workers or os.cpu_count() or 1
     consumer = consumer_factory()
     try:
-        topic_partitions(consumer, spec.topic.name)  # loads the topic's metadata, its id included
+        partitions = topic_partitions(consumer, spec.topic.name)  # loads the topic's metadata, its id included
+        workers = settings.workers or min(len(partitions), 2 * (os.cpu_count() or 1))
         topic_id = current_topic_id(consumer, spec.topic.name)
         stored, reset = reconcile(spec.topic.name, recorded, topic_id)
         if reset is not None:

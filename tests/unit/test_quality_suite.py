@@ -95,3 +95,20 @@ def test_gx_validation_passes_and_fails_with_reasons(tmp_path: Path) -> None:
     assert any("expect_column_mean_to_be_between[is_fraud]" in f for f in bad.failures)
     small = validate(table(10), "small")
     assert any("expect_table_row_count_to_be_between" in f for f in small.failures)
+
+
+def test_stored_gx_suite_is_replaced_when_the_spec_changes(tmp_path: Path) -> None:
+    """Runs reuse the stored suite and checkpoint only while the spec generates the same expectations."""
+    t = table(1200)
+    first = validate_model_table(t, SPEC, valid_in_batch=1200, quarantined_in_batch=0, gx_dir=tmp_path, run_name="a")
+    assert first.success, first.failures
+    stricter = SPEC.model_copy(update={"gates": SPEC.gates.model_copy(update={"min_rows": 5000})})
+    second = validate_model_table(
+        t, stricter, valid_in_batch=1200, quarantined_in_batch=0, gx_dir=tmp_path, run_name="b"
+    )
+    assert any("expect_table_row_count_to_be_between" in f for f in second.failures)
+    # out-of-range values in a (nullable) integer column are still found value by value
+    device = pa.array([5000] + [None] * 1199, pa.int64())
+    bad = t.set_column(t.schema.get_field_index("device_age_days"), "device_age_days", device)
+    third = validate_model_table(bad, SPEC, valid_in_batch=1200, quarantined_in_batch=0, gx_dir=tmp_path, run_name="c")
+    assert any("expect_column_values_to_be_between[device_age_days]" in f for f in third.failures)
