@@ -280,6 +280,20 @@ def markdown(r: dict) -> str:
         lines.append(
             f"| **end to end** | **{e2e['seconds']:.1f}** | 100% | **{before['end_to_end']['seconds']:.1f}** |"
         )
+    if r.get("other_runs"):
+        lines += [
+            "",
+            "Other 1M-event runs on this machine (load varies: the test suite of another session shares the 2 CPUs):",
+            "",
+            "| run | 1-min load | raw consume (s) | consume + parse (s) | Spark (s) | GX (s) | end to end (s) "
+            "| vs raw |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for o in r["other_runs"]:
+            lines.append(
+                f"| {o['label']} | {o['load']:.2f} | {o['raw']:.1f} | {o['consume_parse']:.1f} | "
+                f"{o['features']:.1f} | {o['validation']:.1f} | {o['e2e']:.1f} | {o['ratio']:.2f}x |"
+            )
     st = e2e["stages_s"]
     fixed = st.get("features", 0) + st.get("validation", 0)
     ratio = e2e["ratio_to_raw_consume"]
