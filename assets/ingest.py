@@ -54,7 +54,8 @@ def _spec(ref: str):
 
 
 def _uri(lakefs: LakeFSResource, ref: str, path: str = "") -> MetadataValue:
-    return MetadataValue.url(lake_uri(lakefs.lake.repository_id, ref, path))
+    # Text, not a URL: browsers cannot open lakefs:// and the UI would render a dead link.
+    return MetadataValue.text(lake_uri(lakefs.lake.repository_id, ref, path))
 
 
 @asset(
