@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.flywheel-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format demo dev up down status clean
+.PHONY: install test lint format demo dev up down status clean bench
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -29,6 +29,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Side-by-side measurements; each writes benchmarks/results/<name>.json and .md (takes several minutes).
+bench: install
+	for b in produce lakefs ingest training; do $(BIN)/python -m benchmarks.$${b}_bench || exit 1; done
 
 demo: install
 	$(BIN)/python -m pipelines.demo
