@@ -427,17 +427,7 @@ def produce_scenario(
     name = get_scenario(scenario).name
     frame = generate_events(count, name, seed=seed, start=start)
     sink = sink or kafka_sink(spec, bootstrap_servers=bootstrap_servers, topic=topic, settings=settings)
-    return produce_events(
-        iter_events(frame, spec),
-        spec,
-        sink,
-        count=len(frame),
-        malformed_rate=malformed_rate,
-        seed=seed,
-        rate=rate,
-        progress=progress,
-        scenario=name,
-    )
+    return _send_frame(frame, spec, sink, malformed_rate, seed, rate, progress, scenario=name)
 
 
 def produce_file(
@@ -459,6 +449,20 @@ def produce_file(
 
     frame = read_replay_frame(path, spec, limit=limit)
     sink = sink or kafka_sink(spec, bootstrap_servers=bootstrap_servers, topic=topic, settings=settings)
+    return _send_frame(frame, spec, sink, malformed_rate, seed, rate, progress, source=str(path))
+
+
+def _send_frame(
+    frame: Any,
+    spec: DatasetSpec,
+    sink: Sink,
+    malformed_rate: float,
+    seed: int,
+    rate: float | None,
+    progress: ProgressCallback | None,
+    **labels: Any,
+) -> ProduceResult:
+    """The shared tail of produce_scenario and produce_file: a table's rows, as events, into the sink."""
     return produce_events(
         iter_events(frame, spec),
         spec,
@@ -468,5 +472,5 @@ def produce_file(
         seed=seed,
         rate=rate,
         progress=progress,
-        source=str(path),
+        **labels,
     )
