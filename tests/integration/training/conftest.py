@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipelines.lake import Lake, LakeFSSettings
@@ -83,3 +84,20 @@ def lake_commit(stack_env: dict[str, str], dataset_dir: Path) -> tuple[Lake, str
             lake.write_bytes("main", path.relative_to(dataset_dir).as_posix(), path.read_bytes())
     commit = lake.commit("main", "synthetic training table")
     return lake, commit
+
+
+def training_workers(parent: psutil.Process) -> list[psutil.Process]:
+    """The torchrun workers below `parent`; processes that exit or are zombies meanwhile are skipped."""
+    workers = []
+    try:
+        children = parent.children(recursive=True)
+    except psutil.Error:
+        return []
+    for proc in children:
+        try:
+            cmdline = " ".join(proc.cmdline())
+        except psutil.Error:  # gone, or a zombie left by an earlier test
+            continue
+        if "pipelines.training.entry" in cmdline and "torch.distributed.run" not in cmdline:
+            workers.append(proc)
+    return workers

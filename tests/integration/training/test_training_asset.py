@@ -20,7 +20,7 @@ from pipelines.training import TrainedModel, tracking
 from resources.lakefs import LakeFSResource
 from resources.mlflow import MLflowResource
 from resources.training import LocalTrainingLauncher
-from tests.integration.training.conftest import FAST
+from tests.integration.training.conftest import FAST, training_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL_NAME = "transactions-asset-test"
@@ -73,12 +73,7 @@ def test_a_worker_killed_under_dagster_resumes_and_the_run_succeeds(
         while time.monotonic() < deadline:
             fresh = [d for d in checkpoints.glob("*") if d not in before] if checkpoints.exists() else []
             if fresh and (fresh[0] / "epoch-00002.pt").exists():
-                workers = [
-                    p
-                    for p in psutil.Process().children(recursive=True)
-                    if "pipelines.training.entry" in " ".join(p.cmdline())
-                    and "torch.distributed.run" not in " ".join(p.cmdline())
-                ]
+                workers = training_workers(psutil.Process())
                 if workers:
                     os.kill(workers[-1].pid, signal.SIGKILL)
                     killed.append(workers[-1].pid)

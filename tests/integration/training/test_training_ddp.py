@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.integration.training.conftest import FAST, ROOT, torchrun
+from tests.integration.training.conftest import FAST, ROOT, torchrun, training_workers
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +55,9 @@ def test_same_data_and_seed_give_the_same_metrics(one_process, dataset_dir: Path
 
 def _workers(torchrun_pid: int) -> list[psutil.Process]:
     try:
-        children = psutil.Process(torchrun_pid).children(recursive=True)
+        return training_workers(psutil.Process(torchrun_pid))
     except psutil.NoSuchProcess:
         return []
-    return [p for p in children if "pipelines.training.entry" in " ".join(p.cmdline())]
 
 
 def test_a_killed_worker_is_restarted_and_resumes_from_its_checkpoint(dataset_dir: Path, tmp_path: Path) -> None:
