@@ -21,7 +21,9 @@ class LakeFSResource(ConfigurableResource):
     repository: str = Field(default="", description=f"repository id; empty = LAKEFS_REPOSITORY or {DEFAULT_REPOSITORY}")
     storage_namespace: str = Field(default="", description="for creating the repository; empty = local://<repo>")
     connect_timeout_s: float = Field(default=5.0, description="timeout to open a connection to lakeFS")
-    read_timeout_s: float = Field(default=60.0, description="timeout waiting for each lakeFS response")
+    read_timeout_s: float = Field(
+        default=0.0, description="timeout waiting for each lakeFS response; 0 = LAKEFS_TIMEOUT_S, else 60"
+    )
 
     _lake: Lake | None = PrivateAttr(default=None)
 
@@ -46,7 +48,7 @@ class LakeFSResource(ConfigurableResource):
             repository=self.repository,
             storage_namespace=self.storage_namespace,
             connect_timeout_s=self.connect_timeout_s,
-            read_timeout_s=self.read_timeout_s,
+            read_timeout_s=self.read_timeout_s or None,  # 0: let LAKEFS_TIMEOUT_S (or its default) decide
         )
 
     @property

@@ -38,6 +38,16 @@ def test_resource_fields_win_and_empty_fields_fall_back_to_env(monkeypatch: pyte
     assert resource.lake.repository_id == "datasets"  # the client is built lazily, without a network call
 
 
+def test_resource_default_timeout_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))  # no stack.env to fall back on
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LAKEFS_TIMEOUT_S", "12")
+    assert LakeFSResource().settings().read_timeout_s == 12
+    monkeypatch.delenv("LAKEFS_TIMEOUT_S")
+    assert LakeFSResource().settings().read_timeout_s == 60
+
+
 def test_cli_registers_lakefs_serve() -> None:
     args = build_parser().parse_args(["lakefs", "serve", "--port", "8123"])
     assert (args.port, args.host, args.data_dir) == (8123, "127.0.0.1", None)
