@@ -88,12 +88,23 @@ class LocalTrainingLauncher(TrainingLauncher):
     python: str = Field(default="", description="interpreter for torchrun; empty = the one running Dagster")
     extra_args: list[str] = Field(default_factory=list, description="more pipelines.training.entry arguments")
     log_tail_lines: int = Field(default=30, description="worker log lines quoted in a failure")
+    timeout_s: float = Field(
+        default=6 * 3600, ge=0, description="stop the whole torchrun (workers included) after this long; 0 = no limit"
+    )
 
     def resolved_nproc(self) -> int:
         return self.nproc_per_node or _count_setting("FLYWHEEL_TRAINING_NPROC", minimum=0) or 1
 
+    def _deadline_prefix(self) -> list[str]:
+        # PipesSubprocessClient has no timeout: coreutils `timeout` ends torchrun (which stops its workers)
+        # with SIGTERM, then SIGKILL a minute later; its exit code 124 names the cause in the failure.
+        if not self.timeout_s or shutil.which("timeout") is None:
+            return []
+        return ["timeout", "--signal=TERM", "--kill-after=60", f"{self.timeout_s:g}s"]
+
     def command(self, entry_args: Sequence[str], log_dir: str) -> list[str]:
         return [
+            *self._deadline_prefix(),
             self.python or sys.executable,
             "-m", "torch.distributed.run",
             "--standalone",
@@ -121,9 +132,12 @@ class LocalTrainingLauncher(TrainingLauncher):
             return invocation
         except DagsterPipesExecutionError as exc:
             tail = worker_log_tail(Path(log_dir), self.log_tail_lines)
+            why = str(exc)
+            if self._deadline_prefix() and "code 124" in why:
+                why = f"it ran past timeout_s={self.timeout_s:g}s and was stopped ({why}); raise timeout_s if expected"
             raise Failure(
                 description=(
-                    f"training failed on this machine ({self.describe()}): {exc}. Last worker log lines:\n{tail}\n"
+                    f"training failed on this machine ({self.describe()}): {why}. Last worker log lines:\n{tail}\n"
                     "Fix the cause above and re-run; a re-run with the same Dagster run id resumes from the last "
                     "checkpoint."
                 ),
