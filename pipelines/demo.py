@@ -100,7 +100,7 @@ def run(count: int, jobs: list[str], keep: bool) -> dict:
         else:
             _say("Using the stack that is already running")
         env = {**os.environ, **config.read_env_file(stack.env_file)}
-        env.setdefault("DAGSTER_HOME", str(dagster_home_dir(stack)))
+        env.setdefault("DAGSTER_HOME", str(dagster_home(stack.state_dir)))
 
         _say(f"Producing {count:,} baseline events to Kafka topic '{spec.topic.name}'")
         out = _flywheel(
@@ -131,12 +131,6 @@ def run(count: int, jobs: list[str], keep: bool) -> dict:
         if started_here and not keep:
             _say("Stopping the stack (flywheel down)")
             print("  stopped: " + ", ".join(stack.down()))
-
-
-def dagster_home_dir(stack: Stack) -> Path:
-    from pipelines.stack.services import Context
-
-    return dagster_home(Context(stack.state_dir, stack.project_root, stack.host, {}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,8 +154,9 @@ MLFLOW = Service(
 # --- Dagster: web UI + daemon (schedules, sensors) -----------------------------------------------------
 
 
-def dagster_home(ctx: Context) -> Path:
-    home = ctx.state_dir / "dagster"
+def dagster_home(state_dir: Path) -> Path:
+    """DAGSTER_HOME under the stack's state dir, with telemetry off."""
+    home = state_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -180,10 +181,10 @@ DAGSTER = Service(
         "-p",
         str(ctx.port("dagster")),
     ],
-    env=lambda ctx: {"DAGSTER_HOME": str(dagster_home(ctx))},
+    env=lambda ctx: {"DAGSTER_HOME": str(dagster_home(ctx.state_dir))},
     url=lambda ctx: f"http://{ctx.host}:{ctx.port('dagster')}",
     ready=lambda ctx: net.http_ok(f"http://{ctx.host}:{ctx.port('dagster')}/server_info"),
-    exports=lambda ctx: {"DAGSTER_HOME": str(dagster_home(ctx))},
+    exports=lambda ctx: {"DAGSTER_HOME": str(dagster_home(ctx.state_dir))},
     note="runs history under .flywheel/dagster",
     optional=True,
 )
