@@ -1,32 +1,49 @@
 """The model table: raw events -> typed, deduplicated rows with per-entity history features and a split.
 
-Steps, all in Spark:
-1. type cleaning: every column cast to its spec type; rows missing an id, key, timestamp or label dropped
-   (ingestion never writes such rows; this guards raw data written by other tools);
-2. dedup by event id: a re-sent event keeps its first occurrence (timestamp, then Kafka partition/offset);
+Spark does the work that needs the whole history: over the narrow columns it needs (id, key, timestamp,
+label, the aggregated columns, Kafka partition/offset and a row number), it
+1. type-cleans: casts to the spec types and drops rows missing an id, key, timestamp or label (ingestion
+   never writes such rows; this guards raw data written by other tools);
+2. dedups by event id: a re-sent event keeps its first occurrence (timestamp, then Kafka partition/offset);
    the same id under two entity keys is not a re-send: both rows stay and the gate's unique-id check fails;
-3. per-entity aggregates as the spec declares, over the entity's history strictly before the event:
-   count/sum/mean/max over the last `window_hours`, seconds_since_last since the previous earlier event.
-   An empty history gives 0 (count, sum, mean, max) and -1 (seconds_since_last), so the table has no nulls
-   in aggregate columns;
-4. the deterministic split (pipelines.features.split).
-Columns come out exactly as `pipelines.layout.feature_table_columns(spec)`; `to_arrow` sorts by timestamp and id.
+3. computes per-entity aggregates as the spec declares, over the entity's history strictly before the
+   event: count/sum/mean/max over the last `window_hours`, seconds_since_last since the previous earlier
+   event. An empty history gives 0 (count, sum, mean, max) and -1 (seconds_since_last), so the table has
+   no nulls in aggregate columns;
+4. assigns the deterministic split (pipelines.features.split).
+It returns (row number, aggregates, split) for the rows kept; `model_table` then takes those rows' event
+columns from the raw Arrow table. The wide event columns never go through Spark's shuffle, sorts and
+collect, which is most of what they cost there (measured: benchmarks/results/ingest.md).
+Columns come out exactly as `pipelines.layout.feature_table_columns(spec)`, sorted by timestamp, id, key.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from pipelines.features.split import split_column
-from pipelines.ingest.parse import OFFSET_COLUMN, PARTITION_COLUMN, feature_arrow_type
-from pipelines.layout import SPLIT_COLUMN, feature_table_columns
+from pipelines.features.split import split_code_column
+from pipelines.ingest.parse import OFFSET_COLUMN, PARTITION_COLUMN, feature_arrow_type, raw_schema
+from pipelines.layout import SPLIT_COLUMN, SPLITS, feature_table_columns
 from pipelines.spec.model import DatasetSpec
 
+log = logging.getLogger(__name__)
+
 NO_HISTORY = {"count": 0.0, "sum": 0.0, "mean": 0.0, "max": 0.0, "seconds_since_last": -1.0}
+ROW_COLUMN = "_flywheel_row"  # the row's position in the raw table (all raw files, in the order given)
+SPLIT_CODE_COLUMN = "_flywheel_split"  # 0/1/2 = SPLITS; a byte through the collect instead of a string
 
 
 def model_table_schema(spec: DatasetSpec) -> pa.Schema:
@@ -55,19 +72,32 @@ def _spark_type(arrow_type: pa.DataType) -> str:
     }[arrow_type]
 
 
-def build_model_table(raw: Any, spec: DatasetSpec) -> Any:
-    """The model table as a Spark DataFrame, from a DataFrame of raw events (all history on the branch)."""
+def spark_columns(spec: DatasetSpec) -> list[str]:
+    """The raw columns Spark needs: id, key, timestamp, label and the columns the aggregates read."""
+    used = [a.column for a in spec.aggregates if a.column]
+    return [spec.event_id, spec.entity_key, spec.timestamp, spec.label, *dict.fromkeys(used)]
+
+
+def history_features(raw: Any, spec: DatasetSpec) -> Any:
+    """Spark DataFrame of (ROW_COLUMN, aggregates..., SPLIT_CODE_COLUMN) for the rows the table keeps.
+
+    `raw` holds `spark_columns(spec)`, ROW_COLUMN and, when known, the Kafka partition/offset columns.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     ts, key, eid = spec.timestamp, spec.entity_key, spec.event_id
     # 1. type cleaning
     typed = [
+        F.col(ROW_COLUMN).cast("bigint").alias(ROW_COLUMN),
         F.col(eid).cast("string").alias(eid),
         F.col(key).cast("string").alias(key),
         F.col(ts).cast("bigint").alias(ts),
         F.col(spec.label).cast("int").alias(spec.label),
-        *(F.col(f.name).cast(_spark_type(feature_arrow_type(f))).alias(f.name) for f in spec.features),
+        *(
+            F.col(name).cast(_spark_type(feature_arrow_type(spec.feature(name)))).alias(name)
+            for name in spark_columns(spec)[4:]
+        ),
     ]
     order_cols = [c for c in (PARTITION_COLUMN, OFFSET_COLUMN) if c in raw.columns]
     df = raw.select(*typed, *(F.col(c) for c in order_cols))
@@ -78,8 +108,8 @@ def build_model_table(raw: Any, spec: DatasetSpec) -> Any:
     # this and the history windows: a re-sent event carries the same entity key, so duplicates meet in
     # the (entity, event id) window; ids reused across entities stay and fail the unique-id expectation.
     df = df.repartition(key)
-    first = Window.partitionBy(key, eid).orderBy(F.col(ts), *(F.col(c) for c in order_cols))
-    df = df.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1).drop("_rn", *order_cols)
+    first = Window.partitionBy(key, eid).orderBy(F.col(ts), *(F.col(c) for c in order_cols), F.col(ROW_COLUMN))
+    df = df.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1)
 
     # 3. history aggregates strictly before the event (range frames end 1 ms before it)
     by_entity = Window.partitionBy(key).orderBy(F.col(ts))
@@ -94,18 +124,123 @@ def build_model_table(raw: Any, spec: DatasetSpec) -> Any:
             fn = {"count": F.count, "sum": F.sum, "mean": F.avg, "max": F.max}[agg.function]
             value = fn(target).over(frame).cast("double")
         aggs.append(F.coalesce(value, F.lit(NO_HISTORY[agg.function])).alias(agg.name))
-
-    base = [F.col(c) for c in spec.event_fields]
-    df = df.select(*base, *aggs, split_column(spec, F.col(key)).alias(SPLIT_COLUMN))
-    return df.select(*feature_table_columns(spec))
+    return df.select(F.col(ROW_COLUMN), *aggs, split_code_column(spec, F.col(key)).alias(SPLIT_CODE_COLUMN))
 
 
-def to_arrow(df: Any, spec: DatasetSpec) -> pa.Table:
-    """Collect the model table as Arrow with the exact layout schema (Spark loses non-null flags), in a
-    deterministic row order (timestamp, event id). Sorting the collected table in Arrow is cheaper than
-    a global sort (one more shuffle) in Spark."""
-    table = df.toArrow().cast(model_table_schema(spec))
-    return table.sort_by([(spec.timestamp, "ascending"), (spec.event_id, "ascending")])
+def read_raw(files: Sequence[Path], spec: DatasetSpec) -> pa.Table:
+    """All raw files as one Arrow table in the raw schema, in the order given (ROW_COLUMN's numbering)."""
+    schema = raw_schema(spec)
+    if not files:
+        return schema.empty_table()
+    tables = []
+    for f in files:
+        table = pq.read_table(f)
+        names = [n for n in schema.names if n in table.column_names]
+        tables.append(table.select(names).cast(pa.schema([schema.field(n) for n in names])))
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def _spark_input(spark: Any, spec: DatasetSpec, raw: pa.Table, files: Sequence[Path] | None) -> Any:
+    """The narrow DataFrame Spark reads: from the files themselves when its executors share this disk
+    (a local session), else shipped from `raw` as Arrow (Spark Connect, a cluster)."""
+    from pipelines.features.spark import is_remote
+
+    wanted = [*spark_columns(spec), *(c for c in (PARTITION_COLUMN, OFFSET_COLUMN) if c in raw.column_names)]
+    local = not is_remote(spark) and spark.sparkContext.master.startswith("local")
+    if files and local and all(set(wanted) <= set(pq.read_schema(f).names) for f in files):
+        from pyspark.sql import functions as F
+
+        # ROW_COLUMN = the file's first row in `raw` + the row's index in its file (Parquet metadata column)
+        firsts, start = [], 0
+        for f in files:
+            firsts += [F.lit(Path(f).name), F.lit(start)]
+            start += pq.ParquetFile(f).metadata.num_rows
+        row = F.element_at(F.create_map(*firsts), F.col("_metadata.file_name")) + F.col("_metadata.row_index")
+        if len({Path(f).name for f in files}) == len(files):
+            return spark.read.parquet(*(str(f) for f in files)).select(*wanted, row.alias(ROW_COLUMN))
+    narrow = raw.select(wanted).append_column(ROW_COLUMN, pa.array(np.arange(raw.num_rows, dtype=np.int64)))
+    return spark.createDataFrame(narrow)
+
+
+def model_table(
+    spark: Any,
+    spec: DatasetSpec,
+    raw: pa.Table,
+    files: Sequence[Path] | None = None,
+    timings: dict[str, float] | None = None,
+) -> pa.Table:
+    """The model table (Arrow, layout schema) of all raw events: `raw` is `read_raw(files)` when files are
+    given (a local Spark session then reads the narrow columns straight from them). `timings` receives the
+    seconds of the Spark query (with the collect) and of the assembly in Arrow."""
+    schema = model_table_schema(spec)
+    if raw.num_rows == 0:
+        return schema.empty_table()
+    t0 = time.monotonic()
+    result = history_features(_spark_input(spark, spec, raw, files), spec).toArrow()
+    t1 = time.monotonic()
+    rows = result.column(ROW_COLUMN)
+    keys = pa.table({c: pc.take(raw.column(c), rows) for c in (spec.timestamp, spec.event_id, spec.entity_key)})
+    order = pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in keys.column_names])
+    events = raw.select(spec.event_fields).take(pc.take(rows, order))
+    aggs = result.select([a.name for a in spec.aggregates]).take(order)
+    split = pc.take(pa.array(SPLITS), pc.take(result.column(SPLIT_CODE_COLUMN), order))
+    columns = [*events.columns, *aggs.columns, split]
+    table = pa.Table.from_arrays(columns, names=feature_table_columns(spec)).cast(schema)
+    if timings is not None:
+        timings.update(spark_query=round(t1 - t0, 3), assemble=round(time.monotonic() - t1, 3))
+    return table
+
+
+def warm_up(spark: Any, spec: DatasetSpec, rows: int = 20_000) -> None:
+    """Run the model-table query once on generated rows, so the run's real query finds Spark's generated
+    code compiled and the JVM's hot paths JIT-ed: a fresh JVM's first query costs seconds whatever its
+    size. The ingestion does this while it reads Kafka. Failures are only logged."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="flywheel-warmup-") as tmp:
+            path = Path(tmp) / "warmup.parquet"
+            pq.write_table(_generated_raw(spec, rows), path)
+            model_table(spark, spec, read_raw([path], spec), [path])
+    except Exception as exc:  # a warm-up is an optimization; the real query reports real errors
+        log.warning("Spark warm-up failed (the model table will still be built): %s", exc)
+
+
+def start_warm_session(make: Callable[[], Any], spec: DatasetSpec, while_reading: threading.Event) -> Future:
+    """Start this process's session in the background (`make()`) and, if Kafka is still being read when it
+    is up (`while_reading` set), run the warm-up on it; `pipelines.features.spark.take_started()` hands it
+    over. Spark Connect sessions are not warmed: their server's JVM is long-lived."""
+    from pipelines.features.spark import is_remote, start_in_background
+
+    def warm(session: Any) -> None:
+        if while_reading.is_set() and not is_remote(session):
+            t0 = time.monotonic()
+            warm_up(session, spec)
+            log.info("Spark warmed up in %.1fs while Kafka was read", time.monotonic() - t0)
+
+    return start_in_background(make, warm)
+
+
+def _generated_raw(spec: DatasetSpec, n: int) -> pa.Table:
+    """n raw rows of the spec's types (values within its ranges), for the warm-up."""
+    rng = np.random.default_rng(0)
+    columns: dict[str, pa.Array] = {
+        spec.event_id: pa.array([f"warmup-{i}" for i in range(n)]),
+        spec.entity_key: pa.array([f"k{i}" for i in rng.integers(0, max(1, n // 20), n)]),
+        spec.timestamp: pa.array(1_767_225_600_000 + np.arange(n, dtype=np.int64) * 60_000),
+        spec.label: pa.array(rng.integers(0, 2, n).astype(np.int32)),
+    }
+    for f in spec.features:
+        kind = feature_arrow_type(f)
+        if kind == pa.string():
+            columns[f.name] = pa.array(np.array(f.values)[rng.integers(0, len(f.values), n)])
+        elif kind == pa.bool_():
+            columns[f.name] = pa.array(rng.integers(0, 2, n).astype(bool))
+        else:
+            low = f.min if f.min is not None else 0
+            values = low + rng.random(n) * 10
+            columns[f.name] = pa.array(values.astype(np.int64) if kind == pa.int64() else values)
+    columns[PARTITION_COLUMN] = pa.array(np.zeros(n, dtype=np.int32))
+    columns[OFFSET_COLUMN] = pa.array(np.arange(n, dtype=np.int64))
+    return pa.table(columns).cast(raw_schema(spec))
 
 
 def vocabularies(table: pa.Table, spec: DatasetSpec) -> dict[str, list[str]]:

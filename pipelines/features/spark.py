@@ -10,6 +10,9 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pipelines.errors import FlywheelError
@@ -101,3 +104,50 @@ def spark_session(
 def is_remote(session: Any) -> bool:
     """True for a Spark Connect session (no JVM here, so local files are not readable by the server)."""
     return type(session).__module__.startswith("pyspark.sql.connect")
+
+
+# ---- starting the session in the background ------------------------------------------------------------
+# A JVM session takes seconds to start and its first query seconds more; a run that knows it will need
+# Spark later starts it while it reads Kafka. The session is process-wide (pyspark keeps one), so whoever
+# builds the model table later in this process takes it with `take_started()`.
+_STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-spark-start")
+_LOCK = threading.Lock()
+_pending: Future | None = None
+
+
+def start_in_background(make: Callable[[], Any], then: Callable[[Any], None] | None = None) -> Future:
+    """Create the session with `make()` on a background thread, then run `then(session)` (e.g. a warm-up)
+    there. Once per process until the session is taken: a second call returns the first call's future."""
+    global _pending
+
+    def start() -> Any:
+        session = make()
+        if then is not None:
+            then(session)
+        return session
+
+    with _LOCK:
+        if _pending is None:
+            _pending = _STARTER.submit(start)
+        return _pending
+
+
+def take_started(timeout_s: float = 600.0) -> Any | None:
+    """The session `start_in_background` made (waiting for it and its warm-up), or None if none was started.
+    A failed start raises its error here (e.g. SparkSetupError: no Java)."""
+    global _pending
+    with _LOCK:
+        future, _pending = _pending, None
+    if future is None:
+        return None
+    return future.result(timeout=timeout_s)
+
+
+def cancel_started() -> None:
+    """Forget a background start not needed after all (a run that found nothing new); the session, if
+    made, stays pyspark's process-wide session."""
+    global _pending
+    with _LOCK:
+        future, _pending = _pending, None
+    if future is not None:
+        future.cancel()

@@ -1,6 +1,6 @@
 """The deterministic train/validation/test split: a hash of (salt, entity key), so an entity never leaks.
 
-The same function exists for Spark (`split_column`) and plain Python (`split_of`), so validation can
+The same function exists for Spark (`split_code_column`) and plain Python (`split_of`), so validation can
 recompute it and training can trust it: md5("<salt>:<key>"), first 8 hex digits as a fraction of 2**32.
 """
 
@@ -28,14 +28,11 @@ def split_of(key: str, spec: DatasetSpec) -> str:
     return SPLITS[2]
 
 
-def split_column(spec: DatasetSpec, key_col: Any) -> Any:
-    """The Spark Column computing `split_of` for `key_col` (a string Column)."""
+def split_code_column(spec: DatasetSpec, key_col: Any) -> Any:
+    """The Spark Column computing `split_of` for `key_col` (a string Column) as its index in SPLITS (a byte)."""
     from pyspark.sql import functions as F
 
     digest = F.md5(F.concat(F.lit(f"{spec.split.salt}:"), key_col))
     u = F.conv(F.substring(digest, 1, 8), 16, 10).cast("double") / F.lit(_SCALE)
-    return (
-        F.when(u < F.lit(spec.split.train), F.lit(SPLITS[0]))
-        .when(u < F.lit(spec.split.train + spec.split.validation), F.lit(SPLITS[1]))
-        .otherwise(F.lit(SPLITS[2]))
-    )
+    train, validation = spec.split.train, spec.split.train + spec.split.validation
+    return F.when(u < F.lit(train), F.lit(0)).when(u < F.lit(validation), F.lit(1)).otherwise(F.lit(2)).cast("byte")

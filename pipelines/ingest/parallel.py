@@ -64,6 +64,9 @@ def _work(job: _Job) -> tuple[ConsumeResult, StagedFiles]:
             partitions=job.partitions,
             topic_id=job.topic_id,
         )
+    except BaseException:
+        writer.abort()
+        raise
     finally:
         consumer.close()
     return result, writer.close()

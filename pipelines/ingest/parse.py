@@ -180,6 +180,11 @@ class StagedWriter:
         for col in self._q.values():
             col.clear()
 
+    def abort(self) -> None:
+        """Close the open Parquet files without flushing: the read failed and its staging is thrown away."""
+        self._raw.close()
+        self._quarantine.close()
+
     def close(self) -> StagedFiles:
         self._flush_raw()
         self._flush_quarantine()

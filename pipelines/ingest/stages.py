@@ -266,17 +266,21 @@ def ingest_raw(
             )
         else:
             writer = StagedWriter(spec, staging, tag, rows_per_file=settings.rows_per_file)
-            result = consume(
-                consumer,
-                spec.topic.name,
-                stored,
-                writer,
-                max_events=settings.max_events,
-                max_seconds=settings.max_seconds,
-                poll_timeout_ms=settings.poll_timeout_ms,
-                progress=progress,
-                topic_id=topic_id,
-            )
+            try:
+                result = consume(
+                    consumer,
+                    spec.topic.name,
+                    stored,
+                    writer,
+                    max_events=settings.max_events,
+                    max_seconds=settings.max_seconds,
+                    poll_timeout_ms=settings.poll_timeout_ms,
+                    progress=progress,
+                    topic_id=topic_id,
+                )
+            except BaseException:
+                writer.abort()
+                raise
             staged = writer.close()
     finally:
         consumer.close()
@@ -349,24 +353,19 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
     """Rebuild features/<spec>/ on the run branch from all raw events there (history of every run)."""
     import pyarrow as pa
 
-    from pipelines.features.build import build_model_table, to_arrow, vocabularies, vocabularies_json
-    from pipelines.features.spark import is_remote
+    from pipelines.features.build import model_table, read_raw, vocabularies, vocabularies_json
 
     if raw.branch is None or raw.commit is None:
         raise FlywheelError("build_features needs a raw batch with a branch (nothing new was ingested)")
     t0 = time.monotonic()
     files = local_copies(lake, raw.commit, layout.raw_prefix(spec))
-    if not files:  # every event so far was quarantined: an empty table, which the gate then rejects
-        from pipelines.ingest.parse import raw_schema
-
-        frame = spark.createDataFrame(raw_schema(spec).empty_table())
-    elif is_remote(spark) or not spark.sparkContext.master.startswith("local"):
-        # Spark Connect or a cluster: executors cannot read this disk, so ship the rows as Arrow
-        frame = spark.createDataFrame(pa.concat_tables(pq.read_table(f) for f in files))
-    else:
-        frame = spark.read.parquet(*(str(f) for f in files))
-    table = to_arrow(build_model_table(frame, spec), spec)
-    raw_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    # every event so far quarantined gives an empty table, which the gate then rejects
+    history = read_raw(files, spec)
+    t_read = time.monotonic() - t0
+    detail: dict[str, float] = {}
+    table = model_table(spark, spec, history, files, timings=detail)
+    raw_rows = history.num_rows
+    del history
     vocab = vocabularies(table, spec)
     t_spark = time.monotonic() - t0
 
@@ -411,7 +410,9 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
         vocabularies=vocab,
         seconds=round(time.monotonic() - t0, 3),
         seconds_detail={
-            "spark_compute_collect": round(t_spark, 3),
+            "raw_read": round(t_read, 3),
+            **detail,
+            "model_table": round(t_spark, 3),
             "parquet_write": round(t_write, 3),
             "upload_commit": round(time.monotonic() - t0 - t_spark - t_write, 3),
         },

@@ -88,6 +88,17 @@ def test_files_roll_over(tmp_path: Path) -> None:
     assert staged.quarantine_files == []
 
 
+def test_abort_closes_open_files_without_flushing(tmp_path: Path) -> None:
+    writer = StagedWriter(SPEC, tmp_path, "t", rows_per_group=4)
+    payloads = [json.dumps(event(i)).encode() for i in range(8)]
+    writer(0, records(payloads[:6]))  # reaches the row-group size: flushed
+    writer(0, records(payloads[6:], first_offset=6))  # held in memory
+    writer.abort()
+    (part,) = (tmp_path / "raw").iterdir()
+    assert pq.ParquetFile(part).metadata.num_rows == 6  # a readable, closed file; the held rows were not added
+    assert writer._raw._writer is None and writer._quarantine._writer is None
+
+
 def test_reason_kind_has_low_cardinality() -> None:
     assert reason_kind("amount=-3.5 is below the minimum 0.01") == reason_kind("amount=-7 is below the minimum 0.01")
     assert reason_kind("not valid JSON: Expecting value: line 1 column 2 (char 1)") == "not valid JSON"

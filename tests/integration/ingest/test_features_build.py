@@ -1,11 +1,17 @@
-"""The Spark model table on a hand-made history: windows strictly before the event, dedup, split, types."""
+"""The Spark model table on a hand-made history: windows strictly before the event, dedup, split, types.
+
+Both ways Spark gets the rows: shipped as Arrow (Spark Connect, clusters) and read from the raw files
+(a local session), where the row numbers come from Parquet metadata across several files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from pipelines.features.build import build_model_table, model_table_schema, to_arrow, vocabularies
+from pipelines.features.build import model_table, model_table_schema, read_raw, vocabularies, warm_up
 from pipelines.features.split import split_of
 from pipelines.ingest.parse import OFFSET_COLUMN, PARTITION_COLUMN, raw_schema
 from pipelines.layout import feature_table_columns
@@ -48,8 +54,23 @@ def raw_rows() -> pa.Table:
     return pa.table(cols).cast(raw_schema(SPEC))
 
 
-def test_model_table_semantics(spark) -> None:
-    table = to_arrow(build_model_table(spark.createDataFrame(raw_rows()), SPEC), SPEC)
+def written(tmp_path: Path) -> list[Path]:
+    """raw_rows() as three files (the re-sent e2 in the last), listed out of name order."""
+    table = raw_rows()
+    paths = [tmp_path / "b.parquet", tmp_path / "a.parquet", tmp_path / "c.parquet"]
+    for path, (start, length) in zip(paths, [(0, 2), (2, 3), (5, 1)], strict=True):
+        pq.write_table(table.slice(start, length), path)
+    return paths
+
+
+@pytest.mark.parametrize("source", ["arrow", "files"])
+def test_model_table_semantics(spark, tmp_path: Path, source: str, monkeypatch) -> None:
+    if source == "files":
+        files = written(tmp_path)
+        monkeypatch.setattr(spark, "createDataFrame", lambda *a, **k: pytest.fail("rows shipped, files not read"))
+        table = model_table(spark, SPEC, read_raw(files, SPEC), files)
+    else:
+        table = model_table(spark, SPEC, raw_rows())
     assert table.schema == model_table_schema(SPEC)
     assert table.column_names == feature_table_columns(SPEC)
     rows = {r["event_id"]: r for r in table.to_pylist()}
@@ -75,3 +96,26 @@ def test_model_table_semantics(spark) -> None:
     vocab = vocabularies(table, SPEC)
     assert vocab["merchant_category"][:2] == ["fuel", "grocery"]  # most frequent first
     assert set(vocab["merchant_category"]) == set(SPEC.feature("merchant_category").values)
+
+
+def test_rows_come_back_sorted_and_complete(spark, tmp_path: Path) -> None:
+    """Every event column of a kept row is the raw row's own (the join back by row number is exact)."""
+    files = written(tmp_path)
+    raw = read_raw(files, SPEC)
+    table = model_table(spark, SPEC, raw, files)
+    times = table.column("event_time").to_pylist()
+    assert times == sorted(times)
+    originals = {(r["event_id"], r["amount"]): r for r in raw.to_pylist()}
+    for row in table.to_pylist():
+        original = originals[(row["event_id"], row["amount"])]
+        assert all(row[c] == original[c] for c in SPEC.event_fields)
+
+
+def test_empty_history_gives_an_empty_table(spark) -> None:
+    table = model_table(spark, SPEC, read_raw([], SPEC), [])
+    assert table.num_rows == 0 and table.schema == model_table_schema(SPEC)
+
+
+def test_warm_up_runs_the_query_and_never_raises(spark) -> None:
+    warm_up(spark, SPEC, rows=500)
+    warm_up(None, SPEC, rows=10)  # a broken session: logged, not raised
