@@ -6,6 +6,7 @@ checks run before the merge, and a failure ends the run naming the kept branch w
 """
 
 import json
+import threading
 from typing import Any
 
 from dagster import (
@@ -22,6 +23,7 @@ from dagster import (
     Output,
     RetryPolicy,
     asset,
+    in_process_executor,
 )
 from pydantic import Field
 
@@ -49,6 +51,10 @@ class IngestConfig(Config):
     )
 
 
+def _steps_share_process(context: AssetExecutionContext) -> bool:
+    return context.job_def.executor_def.name == in_process_executor.name
+
+
 def _spec(ref: str):
     return load_spec(ref or None)  # the later stages use the exact spec recorded in RawBatch
 
@@ -66,21 +72,37 @@ def _uri(lakefs: LakeFSResource, ref: str, path: str = "") -> MetadataValue:
     description="New events from the spec's Kafka topic since main's offsets: raw/ and quarantine/ on the run "
     "branch ingest-<run id>, with the offsets they reach.",
 )
-def raw_events(context: AssetExecutionContext, config: IngestConfig, kafka: KafkaResource, lakefs: LakeFSResource):
+def raw_events(
+    context: AssetExecutionContext,
+    config: IngestConfig,
+    kafka: KafkaResource,
+    lakefs: LakeFSResource,
+    spark: SparkResource,
+):
     spec = _spec(config.spec)
     settings = stages.IngestSettings(
         max_events=config.max_events, max_seconds=config.max_seconds, workers=config.workers
     )
     # Picklable, so reader processes (one per share of partitions) can build their own consumers.
     factory = KafkaConsumerFactory({**kafka.client_config(), **CONSUMER_DEFAULTS})
-    raw = stages.ingest_raw(
-        lakefs.lake,
-        factory,
-        spec,
-        context.run_id,
-        settings,
-        progress=lambda n: context.log.debug(f"read {n} events") if n % 100_000 < 20_000 else None,
-    )
+    # When `features` runs in this process next (ingest_job's in-process executor), the JVM starts now,
+    # while Kafka is read, instead of after it; with one process per step it would start for nothing.
+    prestart = _steps_share_process(context)
+    reading = threading.Event()
+    reading.set()
+
+    def on_progress(n: int) -> None:
+        nonlocal prestart
+        if prestart and n > 0:
+            prestart = False
+            spark.prestart(spec, reading)
+        if n % 100_000 < 20_000:
+            context.log.debug(f"read {n} events")
+
+    try:
+        raw = stages.ingest_raw(lakefs.lake, factory, spec, context.run_id, settings, progress=on_progress)
+    finally:
+        reading.clear()
     counts = {
         "events": MetadataValue.int(raw.events),
         "valid": MetadataValue.int(raw.valid),
@@ -137,7 +159,10 @@ def raw_events(context: AssetExecutionContext, config: IngestConfig, kafka: Kafk
 )
 def features(context: AssetExecutionContext, raw_events: stages.RawBatch, spark: SparkResource, lakefs: LakeFSResource):
     feats = stages.build_features(lakefs.lake, spark.session(), raw_events.dataset_spec(), raw_events)
-    context.log.info(f"model table: {feats.rows} rows ({feats.duplicates_dropped} duplicates dropped)")
+    context.log.info(
+        f"model table: {feats.rows} rows ({feats.duplicates_dropped} duplicates dropped) in {feats.seconds:.1f}s: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in feats.seconds_detail.items())
+    )
     return Output(
         feats,
         metadata={
@@ -151,6 +176,7 @@ def features(context: AssetExecutionContext, raw_events: stages.RawBatch, spark:
             "splits": MetadataValue.json(feats.splits),
             "vocabularies": MetadataValue.json(feats.vocabularies),
             "seconds": MetadataValue.float(feats.seconds),
+            "seconds_detail": MetadataValue.json(feats.seconds_detail),
             "offset_ranges": MetadataValue.json(raw_events.offset_ranges),
             "quarantined": MetadataValue.int(raw_events.quarantined),
         },

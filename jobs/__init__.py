@@ -5,7 +5,7 @@ Groups: ingestion (raw_events, features, validated_dataset), training, optimizat
 
 from __future__ import annotations
 
-from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job, in_process_executor
 
 INGESTION_GROUPS = ("ingestion",)
 RETRAIN_GROUPS = ("training", "optimization", "evaluation", "deployment")
@@ -13,9 +13,12 @@ RETRAIN_GROUPS = ("training", "optimization", "evaluation", "deployment")
 ingestion_selection = AssetSelection.groups(*INGESTION_GROUPS)
 retrain_selection = AssetSelection.groups(*RETRAIN_GROUPS)
 
+# Ingestion's steps form a chain and share one Spark session: in one process, the JVM starts while Kafka
+# is read and no step pays a process start of its own (measured: 200k events, 26s vs 35-39s per run).
 ingest_job = define_asset_job(
     "ingest_job",
     selection=ingestion_selection,
+    executor_def=in_process_executor,
     description=("Kafka -> raw_events -> features (Spark) -> validated_dataset (GX gate) -> merged into lakeFS main."),
 )
 retrain_job = define_asset_job(

@@ -8,22 +8,25 @@ Used by the kill test, the benchmark and operators without a Dagster instance.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.config import setting
 from pipelines.errors import FlywheelError
+from pipelines.features.build import start_warm_session
+from pipelines.features.spark import cancel_started, take_started
 from pipelines.ingest import stages
 from pipelines.ingest.parallel import KafkaConsumerFactory
 from pipelines.lake import Lake
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
-_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-spark-start")
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-gx-import")
 
 # Read from explicit offsets, never commit group offsets, and fail instead of silently jumping when an
 # offset fell out of the log. Bigger fetches than the defaults: ingestion reads in bulk.
@@ -108,30 +111,34 @@ def run_ingest(
 
     log.info("run %s: reading %s from main's offsets", run_id, spec.topic.name)
     # The JVM starts while Kafka is read, as soon as the first events arrive (a run with nothing new
-    # never starts it); starting it mostly waits on another process, so the GIL is barely contended.
+    # never starts it), and runs a warm-up query if the read is still going when it is up.
     t_spark = time.monotonic()
-    spark_future: Future | None = None
+    started = False
+    reading = threading.Event()
+    reading.set()
 
     def on_progress(events: int) -> None:
-        nonlocal spark_future, t_spark
-        if spark is None and spark_future is None and events > 0:
-            t_spark = time.monotonic()
-            spark_future = _POOL.submit(default_spark)
+        nonlocal started, t_spark
+        if spark is None and not started and events > 0:
+            started, t_spark = True, time.monotonic()
+            start_warm_session(default_spark, spec, reading)
 
     try:
         raw = stages.ingest_raw(lake, consumer_factory, spec, run_id, settings, progress=on_progress)
     except BaseException:
-        if spark_future is not None:
-            spark_future.cancel()
+        cancel_started()
         raise
+    finally:
+        reading.clear()  # a warm-up not begun yet is skipped: the real query would pay the same
     seconds.update(raw.seconds)
     outcome = IngestOutcome(raw=raw, seconds=seconds)
     if raw.nothing_new:
+        cancel_started()
         return outcome
     log.info("stage raw done: %d events (%d quarantined) on %s", raw.events, raw.quarantined, raw.branch)
     t0 = time.monotonic()
     if spark is None:
-        spark = spark_future.result() if spark_future is not None else default_spark()
+        spark = take_started() or default_spark()
         seconds["spark_start_waited"] = round(time.monotonic() - t0, 3)
         seconds["spark_start_overlapped"] = round(t0 - t_spark, 3)
     # Importing GX takes seconds of Python; Spark's work runs in the JVM while this thread waits on it.

@@ -23,6 +23,22 @@ def test_both_profiles_share_assets_jobs_and_sensors() -> None:
     assert set(local.resources) == set(k8s.resources)
 
 
+def test_ingest_job_runs_its_steps_in_one_process() -> None:
+    """So raw_events can start the Spark JVM that features then uses (see assets/ingest.py)."""
+    from assets.ingest import _steps_share_process
+
+    defs = build_definitions("local")
+    job = defs.resolve_job_def("ingest_job")
+    assert job.executor_def.name == "in_process"
+
+    class Context:  # the one attribute _steps_share_process reads
+        job_def = job
+
+    assert _steps_share_process(Context())  # type: ignore[arg-type]
+    Context.job_def = defs.resolve_job_def("retrain_job")
+    assert not _steps_share_process(Context())  # type: ignore[arg-type]
+
+
 def test_unknown_profile_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.config import profile
     from pipelines.errors import FlywheelError

@@ -25,3 +25,29 @@ def test_installed_java_passes() -> None:
     if java is None:
         pytest.skip("no java here")
     assert spark_mod.java_major_version(java) >= 17
+
+
+def test_background_start_hands_over_one_session_and_its_warm_up() -> None:
+    made, warmed = [], []
+
+    def make() -> object:
+        made.append(object())
+        return made[-1]
+
+    first = spark_mod.start_in_background(make, warmed.append)
+    assert spark_mod.start_in_background(make) is first  # once per process until taken
+    session = spark_mod.take_started(timeout_s=10)
+    assert session is made[0] and warmed == [session] and len(made) == 1
+    assert spark_mod.take_started() is None  # taken: the next caller creates its own
+
+
+def test_a_failed_background_start_raises_where_the_session_is_taken() -> None:
+    def make() -> object:
+        raise spark_mod.SparkSetupError("Spark needs Java 17")
+
+    spark_mod.start_in_background(make)
+    with pytest.raises(spark_mod.SparkSetupError, match="Java 17"):
+        spark_mod.take_started(timeout_s=10)
+    spark_mod.start_in_background(lambda: "ok")
+    spark_mod.cancel_started()
+    assert spark_mod.take_started() is None
