@@ -154,13 +154,25 @@ MLFLOW = Service(
 # --- Dagster: web UI + daemon (schedules, sensors) -----------------------------------------------------
 
 
+# Telemetry off; the pipeline's own log lines (Spark warm-up, stage timings) in run logs. DEBUG keeps
+# Dagster's own debug events (step start/end) on the console as without this setting.
+DAGSTER_YAML = """telemetry:
+  enabled: false
+python_logs:
+  managed_python_loggers:
+    - pipelines
+  python_log_level: DEBUG
+"""
+_OLD_DAGSTER_YAML = "telemetry:\n  enabled: false\n"  # what earlier versions wrote; upgraded in place
+
+
 def dagster_home(state_dir: Path) -> Path:
-    """DAGSTER_HOME under the stack's state dir, with telemetry off."""
+    """DAGSTER_HOME under the stack's state dir (its dagster.yaml written unless the user wrote their own)."""
     home = state_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    if not config.exists() or config.read_text() == _OLD_DAGSTER_YAML:
+        config.write_text(DAGSTER_YAML)
     return home
 
 
