@@ -8,6 +8,7 @@ SDK raises its own exceptions (NotFoundException, ConflictException, ...).
 from __future__ import annotations
 
 import logging
+import uuid
 from email.utils import formatdate
 
 from starlette.applications import Starlette
@@ -518,8 +519,10 @@ def build_app(store: Store, credentials: Credentials) -> Starlette:
         return wire.error_response(exc.status_code, str(exc.detail))
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        return wire.error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        # The details (paths, values) stay in the server log; the client gets an id to find them by.
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("internal error %s on %s %s", error_id, request.method, request.url.path)
+        return wire.error_response(500, f"internal server error (id {error_id}; details in the lakeFS server log)")
 
     app = Starlette(
         routes=routes,

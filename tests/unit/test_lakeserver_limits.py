@@ -63,3 +63,16 @@ def test_malformed_numbers_in_bodies_are_400(http: TestClient) -> None:
 def test_caret_zero_is_the_commit_itself(http: TestClient) -> None:
     head = http.get(f"{REPO}/commits/main").json()["id"]
     assert head and http.get(f"{REPO}/commits/main^0").json()["id"] == head
+
+
+def test_internal_errors_are_500_without_internals(http: TestClient, monkeypatch, caplog) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret path /srv/lake/x and value 42")
+
+    monkeypatch.setattr(Store, "list_tags", broken)
+    answer = http.get(f"{REPO}/tags")
+    assert answer.status_code == 500
+    message = answer.json()["message"]
+    assert "secret" not in message and "RuntimeError" not in message
+    error_id = message.split("id ")[1].split(";")[0]
+    assert any(error_id in r.getMessage() and r.exc_info for r in caplog.records)  # the details are in the log
