@@ -51,8 +51,13 @@ class IngestConfig(Config):
     )
 
 
+# Executors that run every step of a run in the run's own process (the second is what
+# `JobDefinition.execute_in_process` and `materialize` substitute for the job's executor).
+_ONE_PROCESS_EXECUTORS = {in_process_executor.name, "execute_in_process_executor"}
+
+
 def _steps_share_process(context: AssetExecutionContext) -> bool:
-    return context.job_def.executor_def.name == in_process_executor.name
+    return context.job_def.executor_def.name in _ONE_PROCESS_EXECUTORS
 
 
 def _spec(ref: str):

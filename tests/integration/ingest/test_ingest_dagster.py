@@ -108,3 +108,30 @@ def test_kafka_lag_sensor_uses_true_end_offsets(ingest_env: IngestEnv, monkeypat
     env.produce(5, start=1200)
     later = kafka_lag_sensor(context)
     assert isinstance(later, RunRequest) and later.run_key != first.run_key
+
+
+def test_ingest_job_starts_spark_while_reading(ingest_env: IngestEnv, monkeypatch) -> None:
+    """ingest_job (in-process executor): raw_events starts the session that features then takes."""
+    from dagster import Definitions
+
+    from jobs import ingest_job
+    from pipelines.features import spark as spark_mod
+
+    env = ingest_env
+    env.produce(1200)
+    taken: list[object] = []
+    real_take = spark_mod.take_started
+
+    def spy(timeout_s: float = 600.0):
+        taken.append(real_take(timeout_s))
+        return taken[-1]
+
+    monkeypatch.setattr("resources.spark.take_started", spy)
+    defs = Definitions(assets=[raw_events, features, validated_dataset], jobs=[ingest_job], resources=resources(env))
+    result = defs.resolve_job_def("ingest_job").execute_in_process(
+        run_config={"ops": {"raw_events": {"config": {"spec": str(env.spec_path)}}}},
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    assert len(taken) == 1 and taken[0] is not None  # the session raw_events started, not a new one
+    assert env.lake.commit_info(MAIN).metadata["flywheel.run_id"] == result.run_id
