@@ -27,6 +27,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from pipelines.features.build import stop_warm_up
 from pipelines.ingest import stages
 from pipelines.ingest.parallel import KafkaConsumerFactory
 from pipelines.ingest.runner import CONSUMER_DEFAULTS
@@ -107,7 +108,7 @@ def raw_events(
     try:
         raw = stages.ingest_raw(lakefs.lake, factory, spec, context.run_id, settings, progress=on_progress)
     finally:
-        reading.clear()
+        stop_warm_up(reading)  # the features query must not queue behind the warm-up
     counts = {
         "events": MetadataValue.int(raw.events),
         "valid": MetadataValue.int(raw.valid),

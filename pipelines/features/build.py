@@ -191,32 +191,68 @@ def model_table(
     return table
 
 
-def warm_up(spark: Any, spec: DatasetSpec, rows: int = 20_000) -> None:
+WARM_UP_GROUP = "flywheel-warm-up"
+_WARMING_LOCK = threading.Lock()
+_warming: list[Any] = []  # sessions running a warm-up now (their jobs are in WARM_UP_GROUP)
+
+
+def warm_up(spark: Any, spec: DatasetSpec, rows: int = 20_000, keep_going: threading.Event | None = None) -> bool:
     """Run the model-table query once on generated rows, so the run's real query finds Spark's generated
     code compiled and the JVM's hot paths JIT-ed: a fresh JVM's first query costs seconds whatever its
-    size. The ingestion does this while it reads Kafka. Failures are only logged."""
+    size. The ingestion does this while it reads Kafka (`keep_going` set). Failures are only logged;
+    returns True if it ran to the end."""
     try:
         with tempfile.TemporaryDirectory(prefix="flywheel-warmup-") as tmp:
             path = Path(tmp) / "warmup.parquet"
             pq.write_table(_generated_raw(spec, rows), path)
+            if keep_going is not None and not keep_going.is_set():
+                return False
             model_table(spark, spec, read_raw([path], spec), [path])
+        return True
     except Exception as exc:  # a warm-up is an optimization; the real query reports real errors
-        log.warning("Spark warm-up failed (the model table will still be built): %s", exc)
+        log.info("Spark warm-up stopped before its end (the model table is built all the same): %.200s", exc)
+        return False
 
 
 def start_warm_session(make: Callable[[], Any], spec: DatasetSpec, while_reading: threading.Event) -> Future:
     """Start this process's session in the background (`make()`) and, if Kafka is still being read when it
-    is up (`while_reading` set), run the warm-up on it; `pipelines.features.spark.take_started()` hands it
-    over. Spark Connect sessions are not warmed: their server's JVM is long-lived."""
+    is up (`while_reading` set), run the warm-up on it until `stop_warm_up` says the read ended;
+    `pipelines.features.spark.take_started()` hands the session over. Spark Connect sessions are not
+    warmed: their server's JVM is long-lived."""
     from pipelines.features.spark import is_remote, start_in_background
 
     def warm(session: Any) -> None:
-        if while_reading.is_set() and not is_remote(session):
-            t0 = time.monotonic()
-            warm_up(session, spec)
-            log.info("Spark warmed up in %.1fs while Kafka was read", time.monotonic() - t0)
+        if is_remote(session):
+            return
+        with _WARMING_LOCK:
+            if not while_reading.is_set():
+                return
+            _warming.append(session)
+        context = session.sparkContext
+        context.setJobGroup(WARM_UP_GROUP, "warm-up while Kafka is read (cancelled when the read ends)", True)
+        t0 = time.monotonic()
+        try:
+            if warm_up(session, spec, keep_going=while_reading):
+                log.info("Spark warmed up in %.1fs while Kafka was read", time.monotonic() - t0)
+        finally:
+            with _WARMING_LOCK:
+                _warming.remove(session)
+            context.setLocalProperty("spark.jobGroup.id", None)
 
     return start_in_background(make, warm)
+
+
+def stop_warm_up(while_reading: threading.Event) -> None:
+    """The read ended: clear `while_reading` and cancel a running warm-up's Spark jobs, so the real query
+    does not queue behind it (what it compiled so far is kept)."""
+    with _WARMING_LOCK:
+        while_reading.clear()
+        sessions = list(_warming)
+    for session in sessions:
+        try:
+            session.sparkContext.cancelJobGroup(WARM_UP_GROUP)
+        except Exception as exc:  # the session may be stopping; the warm-up ends on its own then
+            log.info("could not cancel the Spark warm-up: %s", exc)
 
 
 def _generated_raw(spec: DatasetSpec, n: int) -> pa.Table:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipelines.config import setting
 from pipelines.errors import FlywheelError
-from pipelines.features.build import start_warm_session
+from pipelines.features.build import start_warm_session, stop_warm_up
 from pipelines.features.spark import cancel_started, take_started
 from pipelines.ingest import stages
 from pipelines.ingest.parallel import KafkaConsumerFactory
@@ -129,7 +129,7 @@ def run_ingest(
         cancel_started()
         raise
     finally:
-        reading.clear()  # a warm-up not begun yet is skipped: the real query would pay the same
+        stop_warm_up(reading)  # the real query must not queue behind the warm-up
     seconds.update(raw.seconds)
     outcome = IngestOutcome(raw=raw, seconds=seconds)
     if raw.nothing_new:

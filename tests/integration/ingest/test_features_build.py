@@ -119,3 +119,33 @@ def test_empty_history_gives_an_empty_table(spark) -> None:
 def test_warm_up_runs_the_query_and_never_raises(spark) -> None:
     warm_up(spark, SPEC, rows=500)
     warm_up(None, SPEC, rows=10)  # a broken session: logged, not raised
+
+
+def test_stop_warm_up_cancels_a_running_warm_up(spark, monkeypatch) -> None:
+    """When the read ends, the warm-up's Spark jobs are cancelled so the real query does not wait for them."""
+    import functools
+    import threading
+    import time
+
+    from pipelines.features import build
+    from pipelines.features.spark import take_started
+
+    outcomes: list[bool] = []
+    full = functools.partial(build.warm_up, rows=300_000)
+    monkeypatch.setattr(build, "warm_up", lambda *a, **k: outcomes.append(full(*a, **k)) or outcomes[-1])
+    reading = threading.Event()
+    reading.set()
+    tracker = spark.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup(build.WARM_UP_GROUP))
+    build.start_warm_session(lambda: spark, SPEC, reading)
+    deadline = time.monotonic() + 120
+    while not set(tracker.getActiveJobsIds()) & (set(tracker.getJobIdsForGroup(build.WARM_UP_GROUP)) - before):
+        assert time.monotonic() < deadline, "the warm-up never started a Spark job"
+        time.sleep(0.05)
+    build.stop_warm_up(reading)
+    assert take_started(timeout_s=120) is spark
+    assert outcomes == [False]  # cut short, and said so
+    jobs = set(tracker.getJobIdsForGroup(build.WARM_UP_GROUP)) - before
+    assert any(tracker.getJobInfo(j).status == "FAILED" for j in jobs)  # Spark reports cancelled jobs as failed
+    table = model_table(spark, SPEC, raw_rows())  # the session is fine afterwards
+    assert table.num_rows == 5
