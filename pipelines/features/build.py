@@ -147,17 +147,18 @@ def _spark_input(spark: Any, spec: DatasetSpec, raw: pa.Table, files: Sequence[P
 
     wanted = [*spark_columns(spec), *(c for c in (PARTITION_COLUMN, OFFSET_COLUMN) if c in raw.column_names)]
     local = not is_remote(spark) and spark.sparkContext.master.startswith("local")
-    if files and local and all(set(wanted) <= set(pq.read_schema(f).names) for f in files):
+    names = [Path(f).name for f in files or []]
+    metas = [pq.ParquetFile(f).metadata for f in files or []] if local and len(set(names)) == len(names) else []
+    if metas and all(set(wanted) <= set(m.schema.names) for m in metas):
         from pyspark.sql import functions as F
 
-        # ROW_COLUMN = the file's first row in `raw` + the row's index in its file (Parquet metadata column)
+        # ROW_COLUMN = the file's first row in `raw` + the row's index in its file (a Parquet metadata column)
         firsts, start = [], 0
-        for f in files:
-            firsts += [F.lit(Path(f).name), F.lit(start)]
-            start += pq.ParquetFile(f).metadata.num_rows
+        for name, meta in zip(names, metas, strict=True):
+            firsts += [F.lit(name), F.lit(start)]
+            start += meta.num_rows
         row = F.element_at(F.create_map(*firsts), F.col("_metadata.file_name")) + F.col("_metadata.row_index")
-        if len({Path(f).name for f in files}) == len(files):
-            return spark.read.parquet(*(str(f) for f in files)).select(*wanted, row.alias(ROW_COLUMN))
+        return spark.read.parquet(*(str(f) for f in files or [])).select(*wanted, row.alias(ROW_COLUMN))
     narrow = raw.select(wanted).append_column(ROW_COLUMN, pa.array(np.arange(raw.num_rows, dtype=np.int64)))
     return spark.createDataFrame(narrow)
 

@@ -111,6 +111,14 @@ def test_rows_come_back_sorted_and_complete(spark, tmp_path: Path) -> None:
         assert all(row[c] == original[c] for c in SPEC.event_fields)
 
 
+def test_a_file_listed_twice_is_shipped_as_arrow_and_deduplicated(spark, tmp_path: Path) -> None:
+    """Two paths with one name (the content cache names files by checksum) cannot be told apart by Spark's
+    file-name metadata, so the rows are shipped instead; the repeated rows are re-sends, dropped by the dedup."""
+    files = written(tmp_path)
+    twice = [*files, files[0]]
+    assert model_table(spark, SPEC, read_raw(twice, SPEC), twice) == model_table(spark, SPEC, raw_rows())
+
+
 def test_empty_history_gives_an_empty_table(spark) -> None:
     table = model_table(spark, SPEC, read_raw([], SPEC), [])
     assert table.num_rows == 0 and table.schema == model_table_schema(SPEC)
