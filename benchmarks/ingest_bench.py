@@ -93,12 +93,16 @@ def raw_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     return {"events": seen, "seconds": round(seconds, 3), "events_per_s": round(seen / seconds, 1), "bytes": nbytes}
 
 
-def _bare_share(bootstrap: str, topic: str, ends: dict[int, int]) -> tuple[int, float]:
-    """One process of the parallel baseline: a bare consumer reading its partitions from the start to `ends`."""
+def _bare_share(bootstrap: str, topic: str, ends: dict[int, int], check_spec: str | None) -> tuple[int, float]:
+    """One process of the parallel baselines: a bare consumer reading its partitions from the start to `ends`;
+    with `check_spec`, also the spec's parse + check of every value (what ingestion must do), nothing kept."""
     from kafka import KafkaConsumer, TopicPartition
 
     from pipelines.ingest.runner import CONSUMER_DEFAULTS
+    from pipelines.spec import load_spec
+    from pipelines.spec.events import checker_for
 
+    check = checker_for(load_spec(check_spec)).values if check_spec else None
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER_DEFAULTS)
     tps = [TopicPartition(topic, p) for p in ends]
     consumer.assign(tps)
@@ -107,13 +111,17 @@ def _bare_share(bootstrap: str, topic: str, ends: dict[int, int]) -> tuple[int, 
     while seen < want:
         for records in consumer.poll(timeout_ms=1000, max_records=20_000).values():
             seen += len(records)
+            if check is not None:
+                for r in records:
+                    check(r.value)
     seconds = time.perf_counter() - t0
     consumer.close()
     return seen, seconds
 
 
-def parallel_consume_rate(bootstrap: str, topic: str) -> dict[str, float]:
-    """Bare consumers in one process per partition (as ingestion reads): this machine's parallel decode rate."""
+def parallel_consume_rate(bootstrap: str, topic: str, check_spec: str | None = None) -> dict[str, float]:
+    """Bare consumers in one process per partition (as ingestion reads): this machine's parallel decode rate,
+    and with `check_spec` the rate of decode + the spec's parse and check, the least stage 1 must do."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -125,18 +133,20 @@ def parallel_consume_rate(bootstrap: str, topic: str) -> dict[str, float]:
     probe = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER_DEFAULTS)
     ends = true_end_offsets(probe, topic)
     probe.close()
-    with ProcessPoolExecutor(len(ends), mp_context=multiprocessing.get_context("spawn")) as pool:
+    n = len(ends)
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
         t0 = time.perf_counter()
         shares = [{p: e} for p, e in ends.items()]
-        outs = list(pool.map(_bare_share, [bootstrap] * len(ends), [topic] * len(ends), shares))
+        outs = list(pool.map(_bare_share, [bootstrap] * n, [topic] * n, shares, [check_spec] * n))
         seconds = time.perf_counter() - t0
-    seen = sum(n for n, _ in outs)
+    seen = sum(count for count, _ in outs)
     rate = round(seen / seconds, 1)
-    return {"events": seen, "processes": len(ends), "seconds": round(seconds, 3), "events_per_s": rate}
+    return {"events": seen, "processes": n, "seconds": round(seconds, 3), "events_per_s": rate}
 
 
-def warm_spark_repeat(spec, lake, commit: str) -> dict[str, float]:
-    """The model table again in the run's (now warm) JVM on the same raw files: the Spark stage's floor."""
+def warm_spark_repeat(spec, lake, commit: str, repeats: int = 3) -> dict[str, float]:
+    """The model table again in the run's (now warm) JVM on the same raw files, `repeats` times; the fastest
+    is the Spark stage's floor."""
     from pyspark.sql import SparkSession
 
     from pipelines import layout
@@ -145,10 +155,15 @@ def warm_spark_repeat(spec, lake, commit: str) -> dict[str, float]:
 
     spark = SparkSession.builder.getOrCreate()  # the run's session (started in another thread, so not "active")
     files = local_copies(lake, commit, layout.raw_prefix(spec))
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    model_table(spark, spec, read_raw(files, spec), files, timings=timings)
-    return {"seconds": round(time.perf_counter() - t0, 3), **timings}
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        model_table(spark, spec, read_raw(files, spec), files, timings=timings)
+        seconds = round(time.perf_counter() - t0, 3)
+        if not best or seconds < best["seconds"]:
+            best = {"seconds": seconds, **timings}
+    return {**best, "repeats": repeats}
 
 
 def main() -> int:
@@ -216,7 +231,9 @@ def main() -> int:
         baseline = raw_consume_rate(bootstrap, spec.topic.name, args.events)
         print(f"  {baseline}; parallel bare consumers ...", flush=True)
         parallel = parallel_consume_rate(bootstrap, spec.topic.name)
-        print(f"  {parallel}", flush=True)
+        print(f"  {parallel}; parallel bare consumers + the spec's check ...", flush=True)
+        checked = parallel_consume_rate(bootstrap, spec.topic.name, check_spec="transactions")
+        print(f"  {checked}", flush=True)
 
         print("end-to-end ingestion ...", flush=True)
         os.environ["SPARK_MASTER"] = args.spark_master
@@ -252,6 +269,7 @@ def main() -> int:
             "spark_master": args.spark_master,
             "raw_consume": baseline,
             "raw_consume_parallel": parallel,
+            "consume_check_parallel": checked,
             "spark_warm_repeat": warm,
             "end_to_end": {
                 "seconds": round(e2e, 3),
@@ -286,15 +304,11 @@ def main() -> int:
 def floor(r: dict) -> dict[str, float] | None:
     """The least any ingestion could take here: the fastest kafka-python read of this machine, then the
     Spark query in a warm JVM and the gate, which cannot start before the last event is read."""
-    par, warm = r.get("raw_consume_parallel"), r.get("spark_warm_repeat")
-    if not par or not warm:
+    read, warm = r.get("consume_check_parallel") or r.get("raw_consume_parallel"), r.get("spark_warm_repeat")
+    if not read or not warm:
         return None
     st = r["end_to_end"]["stages_s"]
-    parts = {
-        "read": min(par["seconds"], r["raw_consume"]["seconds"]),
-        "spark": warm["seconds"],
-        "gate": st.get("validation", 0.0),
-    }
+    parts = {"read": read["seconds"], "spark": warm["seconds"], "gate": st.get("validation", 0.0)}
     return {**parts, "total": round(sum(parts.values()), 3), "budget": round(r["raw_consume"]["seconds"] / 0.8, 3)}
 
 
@@ -317,6 +331,12 @@ def markdown(r: dict) -> str:
         lines.append(
             f"| bare consumers, one process per partition ({par['processes']}), no parsing | {par['seconds']:.1f} | "
             f"{par['events_per_s']:,.0f} | {par['events_per_s'] / raw['events_per_s']:.2f}x |"
+        )
+    checked = r.get("consume_check_parallel")
+    if checked:
+        lines.append(
+            f"| the same + the spec's parse and check of every event, nothing kept | {checked['seconds']:.1f} | "
+            f"{checked['events_per_s']:,.0f} | {checked['events_per_s'] / raw['events_per_s']:.2f}x |"
         )
     lines += [
         f"| ingestion consume + parse + quarantine (stage 1 only) | {e2e['stages_s']['consume_parse']:.1f} | "
@@ -379,20 +399,28 @@ def markdown(r: dict) -> str:
             "",
             "## The floor on this machine",
             "",
-            "What no ingestion can go under here, measured in this run: reading with kafka-python at this "
-            "machine's best rate, then the two stages that need the whole batch read first (the Spark query over "
-            "it and the gate over the Spark output), each at its fastest:",
+            "What no ingestion can go under here, measured in this run. Each part is work the issue requires, "
+            "done at its fastest. Kafka is read with kafka-python and every event is parsed and checked against "
+            "the spec. Then come the two stages that need the whole batch read first: the Spark query over it "
+            "and the gate over the Spark output.",
             "",
             "| part | seconds |",
             "| --- | ---: |",
-            f"| fastest kafka-python read of the batch (bare consumers, no parsing, no Parquet) | {fl['read']:.1f} |",
-            f"| Spark model-table query in a warm JVM (the same query repeated after the run) | {fl['spark']:.1f} |",
+            (
+                "| kafka-python read + the spec's parse and check, bare consumers in parallel, no Parquet | "
+                if r.get("consume_check_parallel")
+                else "| kafka-python read, bare consumers in parallel, no parsing | "
+            )
+            + f"{fl['read']:.1f} |",
+            f"| Spark model-table query in a warm JVM (fastest of {r['spark_warm_repeat'].get('repeats', 1)} repeats "
+            f"after the run) | {fl['spark']:.1f} |",
             f"| GX gate as the run measured it | {fl['gate']:.1f} |",
             f"| **floor (sum)** | **{fl['total']:.1f}** |",
             f"| budget at 0.8x the raw consume ({raw['seconds']:.1f}s / 0.8) | {fl['budget']:.1f} |",
             "",
-            f"The floor is {fl['total'] / fl['budget']:.2f}x the budget: even with parsing, quarantine, Parquet, "
-            "uploads, the JVM start and its cold first query all free, 0.8x is out of reach on "
+            f"The floor is {fl['total'] / fl['budget']:.2f}x the budget. That leaves out quarantine, Parquet, "
+            "uploads, the JVM start and its cold first query, which are all real costs. Even so, 0.8x is out of "
+            "reach on "
             f"{r['machine']['cpus']} CPUs. The two CPUs barely add up for Python work: "
             + (
                 f"{par['processes']} bare consumers together read at {par['events_per_s'] / raw['events_per_s']:.2f}x "
