@@ -381,11 +381,33 @@ class Lake:
     def publish(
         self, branch: str, into: str = MAIN, message: str | None = None, metadata: Mapping[str, str] | None = None
     ) -> str:
-        """Merges a run branch into `into` and deletes it; returns the commit `into` now points at."""
-        commit_id = self.merge(branch, into, message or f"Publish {branch} into {into}", metadata)
-        self.delete_branch(branch)
+        """Merges a run branch into `into` and deletes it; returns the commit `into` now points at.
+
+        Retry-safe: if an earlier call merged but did not get to delete the branch, the branch adds nothing
+        to `into` any more, so the failed merge is taken as done and the branch is deleted.
+        """
+        try:
+            commit_id = self.merge(branch, into, message or f"Publish {branch} into {into}", metadata)
+        except LakeConflictError:
+            raise
+        except LakeError:
+            try:
+                merged_before = self.adds_nothing(branch, into)
+            except LakeError:
+                merged_before = False
+            if not merged_before:
+                raise  # the merge's own error
+            commit_id = self.resolve(into)
+            log.info("%s was already merged into %s (an earlier attempt); deleting the branch", branch, into)
+        self.delete_branch(branch, missing_ok=True)
         log.info("published %s into %s at %s", branch, into, commit_id)
         return commit_id
+
+    def adds_nothing(self, source: str, into: str = MAIN) -> bool:
+        """True when `source` holds no change that `into` lacks (a three-dot diff: since their merge base)."""
+        with self._call(f"diffing {source!r} against {into!r}"):
+            changes = self.repository.ref(into).diff(source, max_amount=1, type="three_dot")
+            return next(iter(changes), None) is None
 
 
 class WriteAuditPublish:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.lake import Lake, LakeConflictError, LakeURI
+from pipelines.lake import Lake, LakeConflictError, LakeNotFoundError, LakeURI
 
 
 def test_publish_merges_into_main_and_deletes_the_branch(lake: Lake) -> None:
@@ -71,3 +71,24 @@ def test_retry_reopens_a_fresh_branch(lake: Lake) -> None:
     first.commit("attempt 1")
     again = lake.wap("retry").open()  # same run id: the leftover attempt is dropped
     assert lake.list_paths(again.branch) == []
+
+
+def test_publish_again_after_a_merge_that_kept_its_branch(lake: Lake) -> None:
+    """An earlier publish merged, then died before deleting the branch: publishing again finishes the job."""
+    wap = lake.wap("run-77").open()
+    wap.write_json("_flywheel/offsets/events.json", {"0": 77})
+    wap.commit("ingest run 77")
+    merged = lake.merge(wap.branch, "main", "publish run 77")  # the first attempt got this far
+    assert lake.adds_nothing(wap.branch, "main")
+    assert wap.publish() == merged == lake.resolve("main")  # no second merge commit
+    assert not lake.branch_exists(wap.branch)
+
+
+def test_publish_that_fails_for_another_reason_says_so(lake: Lake) -> None:
+    wap = lake.wap("run-78", source="main").open()
+    wap.write_json("_flywheel/offsets/events.json", {"0": 78})
+    wap.commit("ingest run 78")
+    assert not lake.adds_nothing(wap.branch, "main")
+    with pytest.raises(LakeNotFoundError, match="merging 'ingest-run-78' into 'no-such-branch'"):
+        lake.publish(wap.branch, "no-such-branch")
+    assert lake.branch_exists(wap.branch)  # kept: nothing was published
