@@ -24,6 +24,7 @@ import logging
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -160,7 +161,11 @@ def _spark_input(spark: Any, spec: DatasetSpec, raw: pa.Table, files: Sequence[P
         row = F.element_at(F.create_map(*firsts), F.col("_metadata.file_name")) + F.col("_metadata.row_index")
         return spark.read.parquet(*(str(f) for f in files or [])).select(*wanted, row.alias(ROW_COLUMN))
     narrow = raw.select(wanted).append_column(ROW_COLUMN, pa.array(np.arange(raw.num_rows, dtype=np.int64)))
-    return spark.createDataFrame(narrow)
+    # One chunk: createDataFrame drops the rows after an empty record batch (an empty raw file makes one).
+    # Nullable fields: files without the Kafka provenance columns leave nulls there, which Spark refuses
+    # in a non-nullable field (the dedup orders nulls first, as the file path does).
+    nullable = pa.schema([f.with_nullable(True) for f in narrow.schema])
+    return spark.createDataFrame(narrow.combine_chunks().cast(nullable))
 
 
 def model_table(
@@ -192,9 +197,9 @@ def model_table(
     return table
 
 
-WARM_UP_GROUP = "flywheel-warm-up"
+WARM_UP_GROUP = "flywheel-warm-up"  # prefix of each warm-up's own Spark job group
 _WARMING_LOCK = threading.Lock()
-_warming: list[Any] = []  # sessions running a warm-up now (their jobs are in WARM_UP_GROUP)
+_warming: dict[str, Any] = {}  # job group -> session, for the warm-ups running now
 
 
 def warm_up(spark: Any, spec: DatasetSpec, rows: int = 20_000, keep_going: threading.Event | None = None) -> bool:
@@ -225,19 +230,20 @@ def start_warm_session(make: Callable[[], Any], spec: DatasetSpec, while_reading
     def warm(session: Any) -> None:
         if is_remote(session):
             return
+        group = f"{WARM_UP_GROUP}-{uuid.uuid4().hex[:12]}"
         with _WARMING_LOCK:
             if not while_reading.is_set():
                 return
-            _warming.append(session)
+            _warming[group] = session
         context = session.sparkContext
-        context.setJobGroup(WARM_UP_GROUP, "warm-up while Kafka is read (cancelled when the read ends)", True)
+        context.setJobGroup(group, "warm-up while Kafka is read (cancelled when the read ends)", True)
         t0 = time.monotonic()
         try:
             if warm_up(session, spec, keep_going=while_reading):
                 log.info("Spark warmed up in %.1fs while Kafka was read", time.monotonic() - t0)
         finally:
             with _WARMING_LOCK:
-                _warming.remove(session)
+                del _warming[group]
             context.setLocalProperty("spark.jobGroup.id", None)
 
     return start_in_background(make, warm)
@@ -245,15 +251,28 @@ def start_warm_session(make: Callable[[], Any], spec: DatasetSpec, while_reading
 
 def stop_warm_up(while_reading: threading.Event) -> None:
     """The read ended: clear `while_reading` and cancel a running warm-up's Spark jobs, so the real query
-    does not queue behind it (what it compiled so far is kept)."""
+    does not queue behind it (what it compiled so far is kept). Jobs it submits later are cancelled too:
+    a background thread keeps cancelling its job group until the warm-up returns."""
     with _WARMING_LOCK:
         while_reading.clear()
-        sessions = list(_warming)
-    for session in sessions:
+        running = list(_warming.items())
+    for group, session in running:
+        threading.Thread(
+            target=_cancel_until_done, args=(group, session), name="flywheel-warm-up-cancel", daemon=True
+        ).start()
+
+
+def _cancel_until_done(group: str, session: Any, every_s: float = 0.05) -> None:
+    while True:
+        with _WARMING_LOCK:
+            if group not in _warming:
+                return
         try:
-            session.sparkContext.cancelJobGroup(WARM_UP_GROUP)
+            session.sparkContext.cancelJobGroup(group)
         except Exception as exc:  # the session may be stopping; the warm-up ends on its own then
             log.info("could not cancel the Spark warm-up: %s", exc)
+            return
+        time.sleep(every_s)
 
 
 def _generated_raw(spec: DatasetSpec, n: int) -> pa.Table:

@@ -129,31 +129,120 @@ def test_warm_up_runs_the_query_and_never_raises(spark) -> None:
     warm_up(None, SPEC, rows=10)  # a broken session: logged, not raised
 
 
+def _warm_up_outcomes(monkeypatch, rows: int) -> list[bool]:
+    """Record what each warm-up returns (True: ran to its end), on `rows` generated rows."""
+    import functools
+
+    from pipelines.features import build
+
+    outcomes: list[bool] = []
+    full = functools.partial(build.warm_up, rows=rows)
+    monkeypatch.setattr(build, "warm_up", lambda *a, **k: outcomes.append(full(*a, **k)) or outcomes[-1])
+    return outcomes
+
+
 def test_stop_warm_up_cancels_a_running_warm_up(spark, monkeypatch) -> None:
     """When the read ends, the warm-up's Spark jobs are cancelled so the real query does not wait for them."""
-    import functools
     import threading
     import time
 
     from pipelines.features import build
     from pipelines.features.spark import take_started
 
-    outcomes: list[bool] = []
-    full = functools.partial(build.warm_up, rows=300_000)
-    monkeypatch.setattr(build, "warm_up", lambda *a, **k: outcomes.append(full(*a, **k)) or outcomes[-1])
+    outcomes = _warm_up_outcomes(monkeypatch, rows=300_000)
     reading = threading.Event()
     reading.set()
     tracker = spark.sparkContext.statusTracker()
-    before = set(tracker.getJobIdsForGroup(build.WARM_UP_GROUP))
     build.start_warm_session(lambda: spark, SPEC, reading)
     deadline = time.monotonic() + 120
-    while not set(tracker.getActiveJobsIds()) & (set(tracker.getJobIdsForGroup(build.WARM_UP_GROUP)) - before):
+    while True:
+        groups = list(build._warming)
+        if groups and set(tracker.getActiveJobsIds()) & set(tracker.getJobIdsForGroup(groups[0])):
+            break
         assert time.monotonic() < deadline, "the warm-up never started a Spark job"
         time.sleep(0.05)
     build.stop_warm_up(reading)
     assert take_started(timeout_s=120) is spark
     assert outcomes == [False]  # cut short, and said so
-    jobs = set(tracker.getJobIdsForGroup(build.WARM_UP_GROUP)) - before
-    assert any(tracker.getJobInfo(j).status == "FAILED" for j in jobs)  # Spark reports cancelled jobs as failed
-    table = model_table(spark, SPEC, raw_rows())  # the session is fine afterwards
-    assert table.num_rows == 5
+    assert any(tracker.getJobInfo(j).status == "FAILED" for j in tracker.getJobIdsForGroup(groups[0]))
+    assert model_table(spark, SPEC, raw_rows()).num_rows == 5  # the session is fine afterwards
+
+
+def test_stop_warm_up_also_cancels_jobs_submitted_after_it(spark, monkeypatch) -> None:
+    """The read may end after the warm-up's last check and before its first Spark job: that job is
+    cancelled too, instead of the real query waiting for a whole warm-up."""
+    import threading
+
+    from pipelines.features import build
+    from pipelines.features.spark import take_started
+
+    outcomes = _warm_up_outcomes(monkeypatch, rows=300_000)
+    in_window, proceed = threading.Event(), threading.Event()
+    real_read_raw = build.read_raw
+
+    def slow_read_raw(*args, **kwargs):
+        in_window.set()
+        proceed.wait(60)
+        return real_read_raw(*args, **kwargs)
+
+    monkeypatch.setattr(build, "read_raw", slow_read_raw)
+    reading = threading.Event()
+    reading.set()
+    build.start_warm_session(lambda: spark, SPEC, reading)
+    assert in_window.wait(120)
+    build.stop_warm_up(reading)  # between the check and the job
+    proceed.set()
+    assert take_started(timeout_s=120) is spark
+    assert outcomes == [False]
+
+
+def test_files_and_arrow_paths_agree_on_a_messy_history(spark, tmp_path: Path) -> None:
+    """Many files (some empty, listed out of name order), small row groups, Spark splitting files into many
+    partitions, re-sends across files: reading the files (row numbers from Parquet metadata) gives exactly
+    the table of shipping the rows as one Arrow chunk, row for row, aggregates and split included."""
+    import numpy as np
+
+    from pipelines.features.build import _generated_raw
+
+    rng = np.random.default_rng(5)
+    base = _generated_raw(SPEC, 30_000)
+    resent = base.take(rng.integers(0, base.num_rows, 900))
+    offsets = resent.schema.get_field_index(OFFSET_COLUMN)
+    later = pa.array(np.arange(900, dtype=np.int64) + 10**6)  # the same events, re-sent at later offsets
+    resent = resent.set_column(offsets, resent.schema.field(offsets), later)
+    history = pa.concat_tables([base, resent]).take(rng.permutation(30_900))
+    files, start = [], 0
+    for n, size in enumerate([0, 12_000, 1, 0, 10_000, 8_899]):
+        path = tmp_path / f"f{(n * 7) % 6}-{n}.parquet"
+        pq.write_table(history.slice(start, size), path, row_group_size=1_000)
+        files.append(path)
+        start += size
+    files.reverse()
+    previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "65536")
+    try:
+        assert build_input_partitions(spark, files) > len(files)
+        from_files = model_table(spark, SPEC, read_raw(files, SPEC), files)
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+    from_arrow = model_table(spark, SPEC, read_raw(files, SPEC).combine_chunks())
+    assert from_files.num_rows == 30_000  # the 900 re-sends dropped, nothing else
+    assert from_files.equals(from_arrow)
+
+
+def build_input_partitions(spark, files: list[Path]) -> int:
+    return spark.read.parquet(*(str(f) for f in files)).rdd.getNumPartitions()
+
+
+def test_arrow_path_keeps_rows_after_an_empty_file_and_files_without_provenance(spark, tmp_path: Path) -> None:
+    """Shipped as Arrow (what a cluster or Spark Connect gets): an empty file between others loses nothing,
+    and a file written without the Kafka provenance columns is read, not refused."""
+    table = raw_rows()
+    pq.write_table(table.slice(0, 3), tmp_path / "a.parquet")
+    pq.write_table(table.slice(0, 0), tmp_path / "b.parquet")
+    pq.write_table(table.slice(3, 3).drop_columns([PARTITION_COLUMN, OFFSET_COLUMN]), tmp_path / "c.parquet")
+    files = [tmp_path / n for n in ("a.parquet", "b.parquet", "c.parquet")]
+    shipped = model_table(spark, SPEC, read_raw(files, SPEC))  # no files given: the Arrow path
+    read = model_table(spark, SPEC, read_raw(files, SPEC), files)  # c lacks columns: the Arrow path too
+    assert sorted(shipped.column("event_id").to_pylist()) == ["e1", "e2", "e2b", "e3", "e4"]
+    assert read.equals(shipped)
