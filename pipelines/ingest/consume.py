@@ -9,8 +9,10 @@ because some brokers (Tansu) answer ListOffsets with the base offset of the last
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,23 @@ class ConsumeResult:
             for p in sorted(self.next_offsets)
             if self.next_offsets[p] > self.start_offsets[p]
         }
+
+
+@contextlib.contextmanager
+def fewer_gc_passes(gen0_threshold: int = 100_000) -> Iterator[None]:
+    """Run the cyclic garbage collector less often while reading.
+
+    A read allocates millions of short-lived containers (records, parsed events) that almost never form
+    cycles. At CPython's default generation-0 threshold (700 allocations) the collector runs thousands of
+    times per million events for nothing. Measured on 1M events in 3 reader processes (with `gc.freeze()` of
+    their import-time objects): 11.6s down to 9.5s, with the same peak memory.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
 
 
 def topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:

@@ -8,6 +8,7 @@ a union: exactly-once is argued per partition, as in the single-process read.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.ingest.consume import ConsumeResult, consume, topic_partitions, true_end_offsets
+from pipelines.ingest.consume import ConsumeResult, consume, fewer_gc_passes, topic_partitions, true_end_offsets
 from pipelines.ingest.parse import StagedFiles, StagedWriter
 from pipelines.spec.model import DatasetSpec
 
@@ -49,21 +50,23 @@ class _Job:
 
 
 def _work(job: _Job) -> tuple[ConsumeResult, StagedFiles]:
+    gc.freeze()  # this process's import-time objects: never garbage, no need to rescan them
     spec = DatasetSpec.model_validate(job.spec_config)
     writer = StagedWriter(spec, job.staging, job.tag, rows_per_file=job.rows_per_file)
     consumer = job.factory()
     try:
-        result = consume(
-            consumer,
-            spec.topic.name,
-            job.stored,
-            writer,
-            max_events=job.max_events,
-            max_seconds=job.max_seconds,
-            poll_timeout_ms=job.poll_timeout_ms,
-            partitions=job.partitions,
-            topic_id=job.topic_id,
-        )
+        with fewer_gc_passes():
+            result = consume(
+                consumer,
+                spec.topic.name,
+                job.stored,
+                writer,
+                max_events=job.max_events,
+                max_seconds=job.max_seconds,
+                poll_timeout_ms=job.poll_timeout_ms,
+                partitions=job.partitions,
+                topic_id=job.topic_id,
+            )
     except BaseException:
         writer.abort()
         raise

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from pipelines import layout
 from pipelines.config import state_dir
 from pipelines.errors import FlywheelError
-from pipelines.ingest.consume import consume, topic_partitions
+from pipelines.ingest.consume import consume, fewer_gc_passes, topic_partitions
 from pipelines.ingest.offsets import (
     current_topic_id,
     offsets_document,
@@ -267,17 +267,18 @@ def ingest_raw(
         else:
             writer = StagedWriter(spec, staging, tag, rows_per_file=settings.rows_per_file)
             try:
-                result = consume(
-                    consumer,
-                    spec.topic.name,
-                    stored,
-                    writer,
-                    max_events=settings.max_events,
-                    max_seconds=settings.max_seconds,
-                    poll_timeout_ms=settings.poll_timeout_ms,
-                    progress=progress,
-                    topic_id=topic_id,
-                )
+                with fewer_gc_passes():
+                    result = consume(
+                        consumer,
+                        spec.topic.name,
+                        stored,
+                        writer,
+                        max_events=settings.max_events,
+                        max_seconds=settings.max_seconds,
+                        poll_timeout_ms=settings.poll_timeout_ms,
+                        progress=progress,
+                        topic_id=topic_id,
+                    )
             except BaseException:
                 writer.abort()
                 raise

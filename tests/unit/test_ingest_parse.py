@@ -108,3 +108,19 @@ def test_reason_kind_has_low_cardinality() -> None:
 def test_offset_ranges_only_cover_read_partitions() -> None:
     result = ConsumeResult("t", {0: 5, 1: 0, 2: 7}, {0: 9, 1: 0, 2: 7}, {0: 9, 1: 0, 2: 7}, 4, "caught_up", 0.1)
     assert result.offset_ranges == {"0": [5, 9]}
+
+
+def test_fewer_gc_passes_restores_the_thresholds() -> None:
+    import gc
+
+    import pytest
+
+    from pipelines.ingest.consume import fewer_gc_passes
+
+    before = gc.get_threshold()
+    with fewer_gc_passes(50_000):
+        assert gc.get_threshold()[0] == 50_000
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), fewer_gc_passes():
+        raise RuntimeError("a failed read")
+    assert gc.get_threshold() == before
