@@ -38,6 +38,7 @@ demo: install
 	$(BIN)/python -m pipelines.demo
 
 dev: install
+	$(BIN)/python -m pipelines.features.cds
 	$(BIN)/flywheel up --with-dagster
 	@echo "Dagster UI and the stack are running; 'make down' stops them."
 

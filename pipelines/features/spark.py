@@ -67,11 +67,14 @@ def spark_session(
     shuffle_partitions: int = 8,
     driver_memory: str = "2g",
     conf: dict[str, str] | None = None,
+    class_archive: bool = True,
 ) -> Any:
-    """A SparkSession: Spark Connect when `remote` is set, else a JVM session on `master` (default local[*])."""
+    """A SparkSession: Spark Connect when `remote` is set, else a JVM session on `master` (default local[*]).
+
+    A JVM session maps the class archive when one was written (see pipelines.features.cds)."""
     from pyspark.sql import SparkSession
 
-    extra = dict(conf or {})
+    extra = with_java_options(conf or {}, _archive_options() if class_archive and not remote else [])
     if remote:
         builder = SparkSession.builder.remote(remote).appName(app_name)
         for key, value in extra.items():
@@ -99,6 +102,21 @@ def spark_session(
         raise SparkSetupError(f"could not start Spark on {master or 'local[*]'}: {exc}") from exc
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def _archive_options() -> list[str]:
+    from pipelines.features.cds import java_options
+
+    return java_options()
+
+
+def with_java_options(conf: dict[str, str], options: list[str]) -> dict[str, str]:
+    """`conf` with `options` put before the driver JVM options it already has (the caller's win on conflict)."""
+    key = "spark.driver.extraJavaOptions"
+    merged = dict(conf)
+    if options:
+        merged[key] = " ".join([*options, merged[key]] if merged.get(key) else options)
+    return merged
 
 
 def is_remote(session: Any) -> bool:

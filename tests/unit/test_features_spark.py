@@ -51,3 +51,22 @@ def test_a_failed_background_start_raises_where_the_session_is_taken() -> None:
     spark_mod.start_in_background(lambda: "ok")
     spark_mod.cancel_started()
     assert spark_mod.take_started() is None
+
+
+def test_the_class_archive_is_used_only_once_written(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.features import cds
+
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
+    assert cds.java_options() == []
+    path = cds.archive_path()
+    assert path.parent == tmp_path / "spark" and path.name.startswith("classes-")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"archive")
+    assert cds.java_options() == [f"-XX:SharedArchiveFile={path}"]
+
+
+def test_java_options_go_before_the_callers_own() -> None:
+    key = "spark.driver.extraJavaOptions"
+    assert spark_mod.with_java_options({}, []) == {}
+    assert spark_mod.with_java_options({"a": "b"}, ["-Xa"]) == {"a": "b", key: "-Xa"}
+    assert spark_mod.with_java_options({key: "-Xmine"}, ["-Xa"]) == {key: "-Xa -Xmine"}
