@@ -6,7 +6,6 @@ checks run before the merge, and a failure ends the run naming the kept branch w
 """
 
 import json
-import threading
 from typing import Any
 
 from dagster import (
@@ -27,7 +26,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from pipelines.features.build import stop_warm_up
+from pipelines.features.build import SparkDuringRead
 from pipelines.ingest import stages
 from pipelines.ingest.parallel import KafkaConsumerFactory
 from pipelines.ingest.runner import CONSUMER_DEFAULTS
@@ -93,22 +92,15 @@ def raw_events(
     factory = KafkaConsumerFactory({**kafka.client_config(), **CONSUMER_DEFAULTS})
     # When `features` runs in this process next (ingest_job's in-process executor), the JVM starts now,
     # while Kafka is read, instead of after it; with one process per step it would start for nothing.
-    prestart = _steps_share_process(context)
-    reading = threading.Event()
-    reading.set()
+    during = SparkDuringRead(spark.new_session, spec, enabled=_steps_share_process(context))
 
     def on_progress(n: int) -> None:
-        nonlocal prestart
-        if prestart and n > 0:
-            prestart = False
-            spark.prestart(spec, reading)
+        during(n)
         if n % 100_000 < 20_000:
             context.log.debug(f"read {n} events")
 
-    try:
+    with during:
         raw = stages.ingest_raw(lakefs.lake, factory, spec, context.run_id, settings, progress=on_progress)
-    finally:
-        stop_warm_up(reading)  # the features query must not queue behind the warm-up
     counts = {
         "events": MetadataValue.int(raw.events),
         "valid": MetadataValue.int(raw.valid),

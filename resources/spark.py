@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -10,7 +9,6 @@ from pydantic import Field
 
 from pipelines.config import setting
 from pipelines.features.spark import spark_session, take_started
-from pipelines.spec.model import DatasetSpec
 
 
 class SparkResource(ConfigurableResource):
@@ -42,18 +40,13 @@ class SparkResource(ConfigurableResource):
             master = "local[*]"
         return remote, master
 
-    def prestart(self, spec: DatasetSpec, while_reading: threading.Event) -> None:
-        """Start the session on a background thread (warmed up if Kafka is still being read when it is up),
-        for a later step of the same run process: see `pipelines.features.build.start_warm_session`."""
-        from pipelines.features.build import start_warm_session
-
-        start_warm_session(self._create, spec, while_reading)
-
     def session(self) -> Any:
-        """The process's SparkSession: the one `prestart` began (waiting for it), else created now; reused."""
-        return take_started() or self._create()
+        """The process's SparkSession: the one started in the background during the read (waiting for it,
+        see `pipelines.features.build.SparkDuringRead`), else created now; reused."""
+        return take_started() or self.new_session()
 
-    def _create(self) -> Any:
+    def new_session(self) -> Any:
+        """A session from this configuration (pyspark hands back the running one if there is one)."""
         remote, master = self.resolved()
         return spark_session(
             remote=remote,

@@ -231,11 +231,11 @@ def start_warm_session(make: Callable[[], Any], spec: DatasetSpec, while_reading
         if is_remote(session):
             return
         group = f"{WARM_UP_GROUP}-{uuid.uuid4().hex[:12]}"
+        context = session.sparkContext
         with _WARMING_LOCK:
             if not while_reading.is_set():
                 return
             _warming[group] = session
-        context = session.sparkContext
         context.setJobGroup(group, "warm-up while Kafka is read (cancelled when the read ends)", True)
         t0 = time.monotonic()
         try:
@@ -260,6 +260,38 @@ def stop_warm_up(while_reading: threading.Event) -> None:
         threading.Thread(
             target=_cancel_until_done, args=(group, session), name="flywheel-warm-up-cancel", daemon=True
         ).start()
+
+
+class SparkDuringRead:
+    """Starts this process's Spark session at the first event a read reports, so the JVM comes up (and warms
+    up) while Kafka is read; ends the warm-up when the read ends. Use it around the read and pass it as the
+    read's progress callback:
+
+        with SparkDuringRead(make_session, spec) as during:
+            raw = ingest_raw(..., progress=during)
+        session = take_started() or make_session()
+    """
+
+    def __init__(self, make: Callable[[], Any], spec: DatasetSpec, enabled: bool = True) -> None:
+        self.make, self.spec, self.enabled = make, spec, enabled
+        self.reading = threading.Event()
+        self.started_at: float | None = None  # time.monotonic() of the start, None if not started
+
+    def __call__(self, events: int) -> None:
+        if self.enabled and self.started_at is None and events > 0:
+            self.started_at = time.monotonic()
+            start_warm_session(self.make, self.spec, self.reading)
+
+    def __enter__(self) -> SparkDuringRead:
+        self.reading.set()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        stop_warm_up(self.reading)  # the real query must not queue behind the warm-up
+        if exc_type is not None and self.started_at is not None:
+            from pipelines.features.spark import cancel_started
+
+            cancel_started()  # the read failed: nobody will take the session
 
 
 def _cancel_until_done(group: str, session: Any, every_s: float = 0.05) -> None:

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pipelines.errors import FlywheelError
+from pipelines.features.cds import java_options
 
 MIN_JAVA = 17
 
@@ -74,7 +75,7 @@ def spark_session(
     A JVM session maps the class archive when one was written (see pipelines.features.cds)."""
     from pyspark.sql import SparkSession
 
-    extra = with_java_options(conf or {}, _archive_options() if class_archive and not remote else [])
+    extra = with_java_options(conf or {}, java_options() if class_archive and not remote else [])
     if remote:
         builder = SparkSession.builder.remote(remote).appName(app_name)
         for key, value in extra.items():
@@ -102,12 +103,6 @@ def spark_session(
         raise SparkSetupError(f"could not start Spark on {master or 'local[*]'}: {exc}") from exc
     session.sparkContext.setLogLevel("ERROR")
     return session
-
-
-def _archive_options() -> list[str]:
-    from pipelines.features.cds import java_options
-
-    return java_options()
 
 
 def with_java_options(conf: dict[str, str], options: list[str]) -> dict[str, str]:

@@ -55,7 +55,7 @@ def _work(job: _Job) -> tuple[ConsumeResult, StagedFiles]:
     writer = StagedWriter(spec, job.staging, job.tag, rows_per_file=job.rows_per_file)
     consumer = job.factory()
     try:
-        with fewer_gc_passes():
+        with writer, fewer_gc_passes():
             result = consume(
                 consumer,
                 spec.topic.name,
@@ -67,9 +67,6 @@ def _work(job: _Job) -> tuple[ConsumeResult, StagedFiles]:
                 partitions=job.partitions,
                 topic_id=job.topic_id,
             )
-    except BaseException:
-        writer.abort()
-        raise
     finally:
         consumer.close()
     return result, writer.close()

@@ -180,6 +180,15 @@ class StagedWriter:
         for col in self._q.values():
             col.clear()
 
+    def __enter__(self) -> StagedWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        """A failed read aborts (see `abort`); a read that ends well is finished with `close()`, which says
+        what was staged."""
+        if exc_type is not None:
+            self.abort()
+
     def abort(self) -> None:
         """Close the open Parquet files without flushing: the read failed and its staging is thrown away."""
         self._raw.close()

@@ -8,7 +8,6 @@ Used by the kill test, the benchmark and operators without a Dagster instance.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,8 +17,8 @@ from typing import Any
 
 from pipelines.config import setting
 from pipelines.errors import FlywheelError
-from pipelines.features.build import start_warm_session, stop_warm_up
-from pipelines.features.spark import cancel_started, take_started
+from pipelines.features.build import SparkDuringRead
+from pipelines.features.spark import take_started
 from pipelines.ingest import stages
 from pipelines.ingest.parallel import KafkaConsumerFactory
 from pipelines.lake import Lake
@@ -112,35 +111,18 @@ def run_ingest(
     log.info("run %s: reading %s from main's offsets", run_id, spec.topic.name)
     # The JVM starts while Kafka is read, as soon as the first events arrive (a run with nothing new
     # never starts it), and runs a warm-up query if the read is still going when it is up.
-    t_spark = time.monotonic()
-    started = False
-    reading = threading.Event()
-    reading.set()
-
-    def on_progress(events: int) -> None:
-        nonlocal started, t_spark
-        if spark is None and not started and events > 0:
-            started, t_spark = True, time.monotonic()
-            start_warm_session(default_spark, spec, reading)
-
-    try:
-        raw = stages.ingest_raw(lake, consumer_factory, spec, run_id, settings, progress=on_progress)
-    except BaseException:
-        cancel_started()
-        raise
-    finally:
-        stop_warm_up(reading)  # the real query must not queue behind the warm-up
+    with SparkDuringRead(default_spark, spec, enabled=spark is None) as during:
+        raw = stages.ingest_raw(lake, consumer_factory, spec, run_id, settings, progress=during)
     seconds.update(raw.seconds)
     outcome = IngestOutcome(raw=raw, seconds=seconds)
     if raw.nothing_new:
-        cancel_started()
         return outcome
     log.info("stage raw done: %d events (%d quarantined) on %s", raw.events, raw.quarantined, raw.branch)
     t0 = time.monotonic()
     if spark is None:
         spark = take_started() or default_spark()
         seconds["spark_start_waited"] = round(time.monotonic() - t0, 3)
-        seconds["spark_start_overlapped"] = round(t0 - t_spark, 3)
+        seconds["spark_start_overlapped"] = round(t0 - (during.started_at or t0), 3)
     # Importing GX takes seconds of Python; Spark's work runs in the JVM while this thread waits on it.
     _POOL.submit(_preload_validation)
     outcome.features = stages.build_features(lake, spark, spec, raw)

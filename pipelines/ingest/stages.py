@@ -266,22 +266,18 @@ def ingest_raw(
             )
         else:
             writer = StagedWriter(spec, staging, tag, rows_per_file=settings.rows_per_file)
-            try:
-                with fewer_gc_passes():
-                    result = consume(
-                        consumer,
-                        spec.topic.name,
-                        stored,
-                        writer,
-                        max_events=settings.max_events,
-                        max_seconds=settings.max_seconds,
-                        poll_timeout_ms=settings.poll_timeout_ms,
-                        progress=progress,
-                        topic_id=topic_id,
-                    )
-            except BaseException:
-                writer.abort()
-                raise
+            with writer, fewer_gc_passes():
+                result = consume(
+                    consumer,
+                    spec.topic.name,
+                    stored,
+                    writer,
+                    max_events=settings.max_events,
+                    max_seconds=settings.max_seconds,
+                    poll_timeout_ms=settings.poll_timeout_ms,
+                    progress=progress,
+                    topic_id=topic_id,
+                )
             staged = writer.close()
     finally:
         consumer.close()

@@ -70,3 +70,39 @@ def test_java_options_go_before_the_callers_own() -> None:
     assert spark_mod.with_java_options({}, []) == {}
     assert spark_mod.with_java_options({"a": "b"}, ["-Xa"]) == {"a": "b", key: "-Xa"}
     assert spark_mod.with_java_options({key: "-Xmine"}, ["-Xa"]) == {key: "-Xa -Xmine"}
+
+
+def test_spark_during_read_starts_once_at_the_first_event_and_hands_over() -> None:
+    from pipelines.features.build import SparkDuringRead
+    from pipelines.spec import load_spec
+
+    class ConnectSession:  # looks like a Spark Connect session: never warmed up, so no JVM is needed here
+        pass
+
+    ConnectSession.__module__ = "pyspark.sql.connect.session"
+    session = ConnectSession()
+    assert spark_mod.is_remote(session)
+    made: list[object] = []
+    spec = load_spec("transactions")
+    with SparkDuringRead(lambda: made.append(session) or session, spec, enabled=False) as off:
+        off(100)
+    assert off.started_at is None and spark_mod.take_started() is None
+
+    with SparkDuringRead(lambda: made.append(session) or session, spec) as during:
+        during(0)  # no events yet: nothing starts
+        assert during.started_at is None
+        during(5)
+        during(10)
+    assert during.started_at is not None and not during.reading.is_set()
+    assert spark_mod.take_started(timeout_s=10) is session and made == [session]
+
+
+def test_spark_during_a_failed_read_is_not_left_pending() -> None:
+    from pipelines.features.build import SparkDuringRead
+    from pipelines.spec import load_spec
+
+    never_taken = SparkDuringRead(lambda: None, load_spec("transactions"))  # a start that goes nowhere
+    with pytest.raises(RuntimeError), never_taken as during:
+        during(1)
+        raise RuntimeError("the read failed")
+    assert spark_mod.take_started() is None

@@ -124,3 +124,13 @@ def test_fewer_gc_passes_restores_the_thresholds() -> None:
     with pytest.raises(RuntimeError), fewer_gc_passes():
         raise RuntimeError("a failed read")
     assert gc.get_threshold() == before
+
+
+def test_a_failed_read_inside_the_writer_aborts_it(tmp_path: Path) -> None:
+    import pytest
+
+    writer = StagedWriter(SPEC, tmp_path, "t", rows_per_group=4)
+    with pytest.raises(RuntimeError), writer:
+        writer(0, records([json.dumps(event(i)).encode() for i in range(6)]))
+        raise RuntimeError("the broker went away")
+    assert writer._raw._writer is None  # closed by abort(), nothing left open
