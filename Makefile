@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.flywheel-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format demo dev up down status clean bench
+.PHONY: install test test-unit lint format demo dev up down status clean bench
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -22,6 +22,10 @@ install: $(STAMP)
 test: install
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
+# No server: the unit tests mirror pipelines/ and run in well under a minute.
+test-unit: install
+	$(BIN)/python -m pytest -q -ra tests/unit $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -35,10 +39,10 @@ bench: install
 	for b in produce lakefs ingest training; do $(BIN)/python -m benchmarks.$${b}_bench || exit 1; done
 
 demo: install
-	$(BIN)/python -m pipelines.demo
+	$(BIN)/python -m pipelines.devstack.demo
 
 dev: install
-	$(BIN)/python -m pipelines.features.cds
+	$(BIN)/python -m pipelines.devstack.spark_archive
 	$(BIN)/flywheel up --with-dagster
 	@echo "Dagster UI and the stack are running; 'make down' stops them."
 

@@ -178,7 +178,7 @@ def main() -> int:
     parser.add_argument(
         "--no-class-archive",
         action="store_true",
-        help="do not write Spark's class archive first (as `make dev` does; see pipelines.features.cds)",
+        help="do not write Spark's class archive first (as `make dev` does; see pipelines.devstack.spark_archive)",
     )
     parser.add_argument("--out", default=str(RESULTS / "ingest"))
     parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
@@ -210,12 +210,12 @@ def main() -> int:
     os.environ["FLYWHEEL_STATE_DIR"] = str(state)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     from pipelines.config import read_env_file
+    from pipelines.devstack.manager import Stack
+    from pipelines.devstack.net import free_port
     from pipelines.ingest.runner import kafka_consumer_factory, run_ingest
     from pipelines.ingest.stages import IngestSettings
     from pipelines.lake import Lake
     from pipelines.spec import load_spec
-    from pipelines.stack import Stack
-    from pipelines.stack.net import free_port
 
     spec = load_spec("transactions")
     stack = Stack(state_dir=state, project_root=ROOT)
@@ -232,7 +232,7 @@ def main() -> int:
         admin.close()
 
         if not args.no_class_archive:  # set-up, like producing: not part of either measurement
-            from pipelines.features.cds import write_archive
+            from pipelines.devstack.spark_archive import write_archive
 
             print("writing Spark's class archive ...", flush=True)
             write_archive()

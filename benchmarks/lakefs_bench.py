@@ -27,9 +27,9 @@ from pathlib import Path
 
 import lakefs
 
-from pipelines.lakeserver import process
-from pipelines.lakeserver.store import Store
-from pipelines.lakeserver.trees import Entry
+from pipelines.devstack.lakeserver import process
+from pipelines.devstack.lakeserver.store import Store
+from pipelines.devstack.lakeserver.trees import Entry
 
 REPO = "bench"
 

@@ -24,11 +24,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.simulate import generate_events
-from pipelines.simulate.malformed import encode_json
+from pipelines.devstack.produce.encode import event_key, iter_events
+from pipelines.devstack.produce.producer import KafkaSink, LineSink, ProducerSettings, ensure_topic, produce_events
+from pipelines.devstack.simulate import generate_events
+from pipelines.devstack.simulate.malformed import encode_json
 from pipelines.spec import load_spec
-from pipelines.streaming.encode import event_key, iter_events
-from pipelines.streaming.producer import KafkaSink, LineSink, ProducerSettings, ensure_topic, produce_events
 
 SPEC = load_spec("transactions")
 

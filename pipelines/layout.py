@@ -16,13 +16,18 @@ every aggregate (float64), and SPLIT_COLUMN with values train | validation | tes
 
 from __future__ import annotations
 
-from pipelines.spec.model import DatasetSpec
+import pyarrow as pa
+
+from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
 
 MAIN_BRANCH = "main"
 SPLIT_COLUMN = "split"
 SPLITS = ("train", "validation", "test")
 OFFSETS_PREFIX = "_flywheel/offsets/"
 VALIDATION_PREFIX = "_flywheel/validation/"
+# Provenance columns added to every raw row: where in Kafka the event came from.
+PARTITION_COLUMN = "_kafka_partition"
+OFFSET_COLUMN = "_kafka_offset"
 
 
 def raw_prefix(spec: DatasetSpec) -> str:
@@ -47,3 +52,25 @@ def offsets_path(spec: DatasetSpec) -> str:
 
 def feature_table_columns(spec: DatasetSpec) -> list[str]:
     return [*spec.event_fields, *(a.name for a in spec.aggregates), SPLIT_COLUMN]
+
+
+def feature_arrow_type(feature: NumericFeature | CategoricalFeature | BooleanFeature) -> pa.DataType:
+    if isinstance(feature, NumericFeature):
+        return pa.int64() if feature.integer else pa.float64()
+    if isinstance(feature, CategoricalFeature):
+        return pa.string()
+    return pa.bool_()
+
+
+def raw_schema(spec: DatasetSpec) -> pa.Schema:
+    """Normalized event columns (see pipelines.spec.events) plus Kafka provenance."""
+    fields = [
+        pa.field(spec.event_id, pa.string(), nullable=False),
+        pa.field(spec.entity_key, pa.string(), nullable=False),
+        pa.field(spec.timestamp, pa.int64(), nullable=False),
+        pa.field(spec.label, pa.int32(), nullable=False),
+        *(pa.field(f.name, feature_arrow_type(f), nullable=f.nullable) for f in spec.features),
+        pa.field(PARTITION_COLUMN, pa.int32(), nullable=False),
+        pa.field(OFFSET_COLUMN, pa.int64(), nullable=False),
+    ]
+    return pa.schema(fields)

@@ -8,7 +8,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from pipelines.config import setting
-from pipelines.features.spark import spark_session, take_started
+from pipelines.spark import spark_session, take_started
 
 
 class SparkResource(ConfigurableResource):
@@ -31,7 +31,7 @@ class SparkResource(ConfigurableResource):
         master = self.master or setting("SPARK_MASTER") or None
         if not remote and not master:
             if self.require_cluster:
-                from pipelines.features.spark import SparkSetupError
+                from pipelines.spark import SparkSetupError
 
                 raise SparkSetupError(
                     "no Spark cluster configured for this profile: set SPARK_REMOTE (sc://host:15002) or "

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.stack import Stack
-from pipelines.stack.net import free_port
+from pipelines.devstack.manager import Stack
+from pipelines.devstack.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

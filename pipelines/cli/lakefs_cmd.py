@@ -20,7 +20,7 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pipelines.lakeserver.server import serve
+    from pipelines.devstack.lakeserver.server import serve
 
     data_dir = _data_dir(args)
     print(f"lakeFS (embedded) on http://{args.host}:{args.port}, data in {data_dir}; Ctrl-C stops it")
@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _credentials(args: argparse.Namespace) -> int:
-    from pipelines.lakeserver.process import read_credentials
+    from pipelines.devstack.lakeserver.process import read_credentials
 
     key, secret = read_credentials(_data_dir(args))
     print(f"LAKEFS_ENDPOINT=http://{args.host}:{args.port}")

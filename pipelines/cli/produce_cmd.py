@@ -16,11 +16,11 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from pipelines.devstack.simulate.scenarios import scenario_names
 from pipelines.errors import FlywheelError
-from pipelines.simulate.scenarios import scenario_names
 
 if TYPE_CHECKING:  # heavy imports wait until the command runs, so `flywheel --help` stays fast
-    from pipelines.streaming.producer import ProduceResult, Progress
+    from pipelines.devstack.produce.producer import ProduceResult, Progress
 
 
 def _count(text: str) -> int:
@@ -103,11 +103,11 @@ def _summary(r: ProduceResult) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.simulate import check_spec, generate_events
+    from pipelines.devstack.produce.encode import iter_events
+    from pipelines.devstack.produce.producer import LineSink, ProducerSettings, kafka_sink, produce_events
+    from pipelines.devstack.produce.replay import read_replay_frame
+    from pipelines.devstack.simulate import check_spec, generate_events
     from pipelines.spec.loader import load_spec
-    from pipelines.streaming.encode import iter_events
-    from pipelines.streaming.producer import LineSink, ProducerSettings, kafka_sink, produce_events
-    from pipelines.streaming.replay import read_replay_frame
 
     if args.from_file is not None:
         if args.scenario is not None or args.start is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from pipelines.devstack.manager import Stack, StackStatus
+from pipelines.devstack.services import SERVICES
 from pipelines.spec import load_spec
-from pipelines.stack import Stack, StackStatus
-from pipelines.stack.services import SERVICES
 
 
 def _print_status(rows: list[StackStatus], fmt: str) -> None:

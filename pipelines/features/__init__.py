@@ -1,17 +1,12 @@
 """The model table built with Spark from the raw events on a lakeFS branch (see pipelines.features.build)."""
 
 from pipelines.features.build import model_table, model_table_schema, read_raw, vocabularies, warm_up
-from pipelines.features.spark import SparkSetupError, check_java, is_remote, spark_session
 from pipelines.features.split import split_code_column, split_of
 
 __all__ = [
-    "SparkSetupError",
-    "check_java",
-    "is_remote",
     "model_table",
     "model_table_schema",
     "read_raw",
-    "spark_session",
     "split_code_column",
     "split_of",
     "vocabularies",

@@ -36,8 +36,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.features.split import split_code_column
-from pipelines.ingest.parse import OFFSET_COLUMN, PARTITION_COLUMN, feature_arrow_type, raw_schema
-from pipelines.layout import SPLIT_COLUMN, SPLITS, feature_table_columns
+from pipelines.layout import (
+    OFFSET_COLUMN,
+    PARTITION_COLUMN,
+    SPLIT_COLUMN,
+    SPLITS,
+    feature_arrow_type,
+    feature_table_columns,
+    raw_schema,
+)
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -144,7 +151,7 @@ def read_raw(files: Sequence[Path], spec: DatasetSpec) -> pa.Table:
 def _spark_input(spark: Any, spec: DatasetSpec, raw: pa.Table, files: Sequence[Path] | None) -> Any:
     """The narrow DataFrame Spark reads: from the files themselves when its executors share this disk
     (a local session), else shipped from `raw` as Arrow (Spark Connect, a cluster)."""
-    from pipelines.features.spark import is_remote
+    from pipelines.spark import is_remote
 
     wanted = [*spark_columns(spec), *(c for c in (PARTITION_COLUMN, OFFSET_COLUMN) if c in raw.column_names)]
     local = not is_remote(spark) and spark.sparkContext.master.startswith("local")
@@ -223,9 +230,9 @@ def warm_up(spark: Any, spec: DatasetSpec, rows: int = 20_000, keep_going: threa
 def start_warm_session(make: Callable[[], Any], spec: DatasetSpec, while_reading: threading.Event) -> Future:
     """Start this process's session in the background (`make()`) and, if Kafka is still being read when it
     is up (`while_reading` set), run the warm-up on it until `stop_warm_up` says the read ended;
-    `pipelines.features.spark.take_started()` hands the session over. Spark Connect sessions are not
+    `pipelines.spark.take_started()` hands the session over. Spark Connect sessions are not
     warmed: their server's JVM is long-lived."""
-    from pipelines.features.spark import is_remote, start_in_background
+    from pipelines.spark import is_remote, start_in_background
 
     def warm(session: Any) -> None:
         if is_remote(session):
@@ -289,7 +296,7 @@ class SparkDuringRead:
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         stop_warm_up(self.reading)  # the real query must not queue behind the warm-up
         if exc_type is not None and self.started_at is not None:
-            from pipelines.features.spark import cancel_started
+            from pipelines.spark import cancel_started
 
             cancel_started()  # the read failed: nobody will take the session
 

@@ -17,12 +17,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN, raw_schema
 from pipelines.spec.events import EventChecker, checker_for
-from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
-
-# Provenance columns added to every raw row: where in Kafka the event came from.
-PARTITION_COLUMN = "_kafka_partition"
-OFFSET_COLUMN = "_kafka_offset"
+from pipelines.spec.model import DatasetSpec
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -38,28 +35,6 @@ QUARANTINE_SCHEMA = pa.schema(
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _VALUE = re.compile(r"=\S+|, got .*$")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?(e[-+]?\d+)?")
-
-
-def feature_arrow_type(feature: NumericFeature | CategoricalFeature | BooleanFeature) -> pa.DataType:
-    if isinstance(feature, NumericFeature):
-        return pa.int64() if feature.integer else pa.float64()
-    if isinstance(feature, CategoricalFeature):
-        return pa.string()
-    return pa.bool_()
-
-
-def raw_schema(spec: DatasetSpec) -> pa.Schema:
-    """Normalized event columns (see pipelines.spec.events) plus Kafka provenance."""
-    fields = [
-        pa.field(spec.event_id, pa.string(), nullable=False),
-        pa.field(spec.entity_key, pa.string(), nullable=False),
-        pa.field(spec.timestamp, pa.int64(), nullable=False),
-        pa.field(spec.label, pa.int32(), nullable=False),
-        *(pa.field(f.name, feature_arrow_type(f), nullable=f.nullable) for f in spec.features),
-        pa.field(PARTITION_COLUMN, pa.int32(), nullable=False),
-        pa.field(OFFSET_COLUMN, pa.int64(), nullable=False),
-    ]
-    return pa.schema(fields)
 
 
 def reason_kind(reason: str) -> str:

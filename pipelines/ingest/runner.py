@@ -18,10 +18,10 @@ from typing import Any
 from pipelines.config import setting
 from pipelines.errors import FlywheelError
 from pipelines.features.build import SparkDuringRead
-from pipelines.features.spark import take_started
 from pipelines.ingest import stages
 from pipelines.ingest.parallel import KafkaConsumerFactory
 from pipelines.lake import Lake
+from pipelines.spark import take_started
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def kafka_consumer_factory(bootstrap: str | None = None, **overrides: Any) -> Ka
 
 def default_spark() -> Any:
     """Spark per the environment: SPARK_REMOTE (Connect), else SPARK_MASTER, else local[*]."""
-    from pipelines.features.spark import spark_session
+    from pipelines.spark import spark_session
 
     return spark_session(remote=setting("SPARK_REMOTE"), master=setting("SPARK_MASTER") or "local[*]")
 

@@ -261,7 +261,7 @@ def _finish(args, spec, location, splits, tensors, prep, architecture, result: L
             split = "test" if "test" in eval_probs else "validation"
             plots = write_plots(Path(tmp) / "plots", result.history, *eval_probs[split], split=split)
             tracker.log_artifacts(plots, "plots")
-            from pipelines.training.serving import save_artifacts
+            from pipelines.training.packaging import save_artifacts
 
             artifacts = save_artifacts(Path(tmp) / "model", result.model.cpu(), prep, architecture)
             example = input_example(spec, splits["validation"].head(5))

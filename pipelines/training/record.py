@@ -19,7 +19,7 @@ class TrainedModel:
 
     @property
     def model_uri(self) -> str:
-        """`models:/<name>/<version>`: load with `pipelines.training.serving.load_model` or mlflow.pyfunc."""
+        """`models:/<name>/<version>`: load with `pipelines.training.packaging.load_model` or mlflow.pyfunc."""
         return f"models:/{self.model_name}/{self.model_version}"
 
     @property

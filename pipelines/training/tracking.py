@@ -126,7 +126,7 @@ class RunTracker:
         import mlflow.pyfunc
         import torch
 
-        from pipelines.training.serving import FlywheelTabularModel
+        from pipelines.training.packaging import FlywheelTabularModel
 
         info = mlflow.pyfunc.log_model(
             name="model",

@@ -19,7 +19,7 @@ from pipelines.spec import load_spec
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
-    from pipelines.features.spark import spark_session
+    from pipelines.spark import spark_session
 
     session = spark_session(master="local[2]", shuffle_partitions=4, app_name="flywheel-ingest-tests")
     yield session

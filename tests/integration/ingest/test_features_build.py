@@ -13,8 +13,7 @@ import pytest
 
 from pipelines.features.build import model_table, model_table_schema, read_raw, vocabularies, warm_up
 from pipelines.features.split import split_of
-from pipelines.ingest.parse import OFFSET_COLUMN, PARTITION_COLUMN, raw_schema
-from pipelines.layout import feature_table_columns
+from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN, feature_table_columns, raw_schema
 from pipelines.spec import load_spec
 
 pytestmark = pytest.mark.integration
@@ -147,7 +146,7 @@ def test_stop_warm_up_cancels_a_running_warm_up(spark, monkeypatch) -> None:
     import time
 
     from pipelines.features import build
-    from pipelines.features.spark import take_started
+    from pipelines.spark import take_started
 
     outcomes = _warm_up_outcomes(monkeypatch, rows=300_000)
     reading = threading.Event()
@@ -174,7 +173,7 @@ def test_stop_warm_up_also_cancels_jobs_submitted_after_it(spark, monkeypatch) -
     import threading
 
     from pipelines.features import build
-    from pipelines.features.spark import take_started
+    from pipelines.spark import take_started
 
     outcomes = _warm_up_outcomes(monkeypatch, rows=300_000)
     in_window, proceed = threading.Event(), threading.Event()

@@ -115,7 +115,7 @@ def test_ingest_job_starts_spark_while_reading(ingest_env: IngestEnv, monkeypatc
     from dagster import Definitions
 
     from jobs import ingest_job
-    from pipelines.features import spark as spark_mod
+    from pipelines import spark as spark_mod
 
     env = ingest_env
     env.produce(1200)

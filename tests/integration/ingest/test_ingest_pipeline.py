@@ -12,9 +12,9 @@ from harness import IngestEnv, make_env
 
 from pipelines import layout
 from pipelines.cli import main as flywheel
-from pipelines.ingest.parse import OFFSET_COLUMN, PARTITION_COLUMN
 from pipelines.ingest.stages import IngestSettings, ValidationFailedError, local_copies
 from pipelines.lake import MAIN, list_branches
+from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN
 from pipelines.spec import load_spec
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from pipelines import layout
 from pipelines.spec import load_spec
 from pipelines.training import tracking
 from pipelines.training.entry import input_example
-from pipelines.training.serving import OUTPUT_COLUMN, load_model
+from pipelines.training.packaging import OUTPUT_COLUMN, load_model
 from pipelines.training.synthetic import synthetic_table
 from tests.integration.training.conftest import FAST, torchrun
 

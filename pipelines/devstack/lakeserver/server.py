@@ -1,0 +1,58 @@
+"""Serving: open the listening socket (a busy port is one clear sentence), then run uvicorn on it."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from pipelines import logs
+from pipelines.devstack.lakeserver.app import build_app
+from pipelines.devstack.lakeserver.auth import load_or_create
+from pipelines.devstack.lakeserver.store import Store
+from pipelines.errors import StackError
+
+log = logging.getLogger("flywheel.lakeserver")
+
+
+def _configure_logging(level: str) -> None:
+    """Flywheel's format (text, or JSON lines with FLYWHEEL_LOG_FORMAT=json) for this server and uvicorn."""
+    logs.configure("INFO")
+    handlers = logging.getLogger("flywheel").handlers
+    for name in ("uvicorn",):
+        logger = logging.getLogger(name)
+        logger.handlers = list(handlers)
+        logger.setLevel(level.upper())
+        logger.propagate = False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StackError(
+                f"port {port} on {host} is already in use: stop what runs there or pick another with --port"
+            ) from exc
+        raise StackError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    return sock
+
+
+def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
+    sock = bind(host, port)  # before anything slow, so a busy port fails fast
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    credentials = load_or_create(data_dir)
+    app = build_app(Store(data_dir), credentials)
+    _configure_logging(log_level)
+    log.info("listening on http://%s:%d (lakeFS API at /api/v1), data in %s", host, port, data_dir)
+    # log_config=None: uvicorn's loggers go through the handler configured above.
+    config = uvicorn.Config(app, log_level=log_level, log_config=None, access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])

