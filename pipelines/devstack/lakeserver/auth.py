@@ -84,9 +84,10 @@ def parse_basic(header: str) -> tuple[str, str] | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
         return None
+    # Non-ASCII in the header (b64decode raises ValueError) or in the decoded pair is simply not a credential.
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):
         return None
     key, sep, secret = decoded.partition(":")
     return (key, secret) if sep else None

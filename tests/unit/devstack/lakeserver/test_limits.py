@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterator
-
-import pytest
 from starlette.testclient import TestClient
 
 from pipelines.devstack.lakeserver import app as app_module
 from pipelines.devstack.lakeserver import wire
-from pipelines.devstack.lakeserver.app import build_app
-from pipelines.devstack.lakeserver.auth import Credentials
 from pipelines.devstack.lakeserver.store import Store
 
-REPO = "/api/v1/repositories/demo"
-
-
-@pytest.fixture
-def http(tmp_path) -> Iterator[TestClient]:
-    creds = Credentials("AKIAJTEST", "secret")
-    token = base64.b64encode(b"AKIAJTEST:secret").decode()
-    with TestClient(build_app(Store(tmp_path / "lake"), creds), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Basic {token}"
-        created = client.post("/api/v1/repositories", json={"name": "demo", "storage_namespace": "local://demo"})
-        assert created.status_code == 201
-        yield client
+REPO = "/api/v1/repositories/demo"  # created by conftest's `http` fixture
 
 
 def test_oversized_json_body_is_413_and_changes_nothing(http: TestClient, monkeypatch) -> None:
