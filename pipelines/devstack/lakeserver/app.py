@@ -109,9 +109,9 @@ class Api:
             raise BadRequest("bare repositories are not supported by the embedded server")
         repo = await run_in_threadpool(
             self.store.create_repository,
-            str(body.get("name", "")),
-            str(body.get("storage_namespace", "")),
-            str(body.get("default_branch") or "main"),
+            wire.body_str(body, "name"),
+            wire.body_str(body, "storage_namespace"),
+            wire.body_str(body, "default_branch") or "main",
         )
         return wire.json_response(repo, 201)
 
@@ -150,8 +150,8 @@ class Api:
         commit_id = await run_in_threadpool(
             self.store.create_branch,
             self._p(request, "repository"),
-            str(body.get("name", "")),
-            str(body.get("source", "")),
+            wire.body_str(body, "name"),
+            wire.body_str(body, "source"),
         )
         return PlainTextResponse(commit_id, status_code=201, media_type="text/html")
 
@@ -170,8 +170,8 @@ class Api:
             self.store.reset_branch,
             self._p(request, "repository"),
             self._p(request, "branch"),
-            str(body.get("type", "")),
-            body.get("path"),
+            wire.body_str(body, "type"),
+            wire.body_str(body, "path"),
         )
         return Response(status_code=204)
 
@@ -184,29 +184,29 @@ class Api:
 
     async def revert(self, request: Request) -> Response:
         body = await wire.json_body(request)
-        overrides = body.get("commit_overrides") or {}
+        overrides = wire.body_object(body, "commit_overrides")
         await run_in_threadpool(
             self.store.revert,
             self._p(request, "repository"),
             self._p(request, "branch"),
-            str(body.get("ref", "")),
+            wire.body_str(body, "ref"),
             wire.body_int(body, "parent_number") or 0,
-            overrides.get("message"),
+            wire.body_str(overrides, "message") or None,
             metadata_json(overrides.get("metadata")),
-            bool(body.get("allow_empty", False)),
+            wire.body_bool(body, "allow_empty"),
         )
         return Response(status_code=204)
 
     async def cherry_pick(self, request: Request) -> Response:
         body = await wire.json_body(request)
-        overrides = body.get("commit_overrides") or {}
+        overrides = wire.body_object(body, "commit_overrides")
         commit = await run_in_threadpool(
             self.store.cherry_pick,
             self._p(request, "repository"),
             self._p(request, "branch"),
-            str(body.get("ref", "")),
+            wire.body_str(body, "ref"),
             wire.body_int(body, "parent_number") or 0,
-            overrides.get("message"),
+            wire.body_str(overrides, "message") or None,
             metadata_json(overrides.get("metadata")) or None,
         )
         return wire.json_response(commit, 201)
@@ -218,20 +218,20 @@ class Api:
             self._p(request, "repository"),
             self._p(request, "branch"),
             request.query_params.get("dest_path", ""),
-            str(body.get("src_ref") or ""),
-            str(body.get("src_path") or ""),
+            wire.body_str(body, "src_ref"),
+            wire.body_str(body, "src_path"),
         )
         return wire.json_response(wire.object_stats(entry, namespace), 201)
 
     async def create_tag(self, request: Request) -> Response:
         body = await wire.json_body(request)
-        tag = str(body.get("id", ""))
+        tag = wire.body_str(body, "id")
         commit_id = await run_in_threadpool(
             self.store.create_tag,
             self._p(request, "repository"),
             tag,
-            str(body.get("ref", "")),
-            bool(body.get("force")),
+            wire.body_str(body, "ref"),
+            wire.body_bool(body, "force"),
         )
         return wire.json_response(wire.ref_item(tag, commit_id), 201)
 
@@ -260,7 +260,7 @@ class Api:
             self._p(request, "branch"),
             body["message"],
             metadata_json(body.get("metadata")),
-            bool(body.get("allow_empty", False)),
+            wire.body_bool(body, "allow_empty"),
             date or None,
         )
         return wire.json_response(commit, 201)
@@ -322,11 +322,11 @@ class Api:
             self._p(request, "repository"),
             self._p(request, "sourceRef"),
             self._p(request, "destinationBranch"),
-            str(body.get("message") or ""),
+            wire.body_str(body, "message"),
             metadata_json(body.get("metadata")),
-            body.get("strategy"),
-            bool(body.get("allow_empty", False)),
-            bool(body.get("squash_merge", False)),
+            wire.body_str(body, "strategy") or None,
+            wire.body_bool(body, "allow_empty"),
+            wire.body_bool(body, "squash_merge"),
         )
 
     # ---- objects -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pipelines.devstack.lakeserver.errors import BadRequest
 
 _BASE = re.compile(r"^[^~^@]+")
 _MODIFIER = re.compile(r"(~|\^)(\d*)")
+MAX_MODIFIER_DIGITS = 9  # no history is a billion commits deep; longer numbers are typos or probes
 
 
 class RefExpr(NamedTuple):
@@ -32,6 +33,12 @@ def parse(expr: str) -> RefExpr:
         mod = _MODIFIER.match(rest, pos)
         if not mod:
             raise BadRequest(f"invalid ref {expr!r}: unsupported modifier at {rest[pos:]!r}")
-        modifiers.append((mod.group(1), int(mod.group(2)) if mod.group(2) else 1))
+        digits = mod.group(2)
+        if len(digits) > MAX_MODIFIER_DIGITS:
+            raise BadRequest(
+                f"invalid ref {expr[:40]!r}...: ancestor number after {mod.group(1)!r} is too large "
+                f"(at most {MAX_MODIFIER_DIGITS} digits)"
+            )
+        modifiers.append((mod.group(1), int(digits) if digits else 1))
         pos = mod.end()
     return RefExpr(match.group(0), tuple(modifiers), committed_only)

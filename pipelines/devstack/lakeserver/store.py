@@ -28,6 +28,7 @@ MAX_AMOUNT = 1000
 DEFAULT_AMOUNT = 100
 COMMITTER = "admin"
 _HEX = frozenset("0123456789abcdef")
+MAX_CHAR = chr(0x10FFFF)
 
 
 def page_size(amount: int | None) -> int:
@@ -37,10 +38,15 @@ def page_size(amount: int | None) -> int:
 
 
 def prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with prefix (None: no bound)."""
-    if not prefix:
+    """The smallest string greater than every string starting with prefix (None: no bound).
+
+    Trailing U+10FFFF (the largest code point) cannot be incremented: every string starting with
+    `ab<max>` is below `ac`, and nothing at all is above a prefix made only of U+10FFFF.
+    """
+    trimmed = prefix.rstrip(MAX_CHAR)
+    if not trimmed:
         return None
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return trimmed[:-1] + chr(ord(trimmed[-1]) + 1)
 
 
 @dataclass(frozen=True)
@@ -469,7 +475,9 @@ class Store:
             if after:
                 # A common prefix returned as `after` must skip everything under it.
                 skip = prefix_end(after) if delimiter and after.endswith(delimiter) else after + "\x00"
-                start = max(start, skip or "")
+                if skip is None:  # `after` was all U+10FFFF: nothing sorts after it
+                    return [], False, namespace
+                start = max(start, skip)
             out: list[Listed] = []
             while len(out) <= size:
                 restarted = False
@@ -481,8 +489,9 @@ class Store:
                         if cut >= 0:
                             common = entry.path[: cut + len(delimiter)]
                             out.append(Listed(common, None))
-                            start = prefix_end(common) or ""
-                            restarted = True
+                            end = prefix_end(common)
+                            restarted = end is not None  # None: nothing sorts after this common prefix
+                            start = end or start
                             break
                     out.append(Listed(entry.path, entry))
                     if len(out) > size:

@@ -18,6 +18,8 @@ from pipelines.devstack.lakeserver.trees import Entry
 
 JSON_BODY_LIMIT = 8 * 1024 * 1024  # commit metadata, merge and delete requests are a few KiB
 MULTIPART_BODY_LIMIT = 64 * 1024 * 1024  # held in memory; the SDK's high-level writer streams raw bodies
+MAX_JSON_DEPTH = 32  # lakeFS request bodies are at most 3 levels deep (commit_overrides.metadata.key)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def json_response(body: Any, status: int = 200) -> JSONResponse:
@@ -74,17 +76,61 @@ async def bounded_body(request: Request, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
-def body_int(body: dict, name: str) -> int | None:
-    """An optional integer field of a JSON body; anything else is a 400 naming the field."""
+def body_int(body: dict, name: str, low: int = INT64_MIN, high: int = INT64_MAX) -> int | None:
+    """An optional integer field of a JSON body within [low, high] (swagger's int64 by default: what SQLite
+    stores); anything else is a 400 naming the field."""
     value = body.get(name)
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise BadRequest(f"{name} must be an integer, got {value!r}")
+        raise BadRequest(f"{name} must be an integer, got {_short(value)}")
     try:
-        return int(value)
-    except ValueError as exc:
-        raise BadRequest(f"{name} must be an integer, got {value!r}") from exc
+        number = int(value)
+    except ValueError as exc:  # also a string of more than 4300 digits
+        raise BadRequest(f"{name} must be an integer, got {_short(value)}") from exc
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be an integer between {low} and {high}, got {_short(value)}")
+    return number
+
+
+def body_str(body: dict, name: str, default: str = "") -> str:
+    """An optional string field of a JSON body (missing or null: default); any other type is a 400."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string, got {_short(value)}")
+    return value
+
+
+def body_bool(body: dict, name: str) -> bool:
+    """An optional boolean field of a JSON body (missing or null: false); any other type is a 400."""
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false, got {_short(value)}")
+    return value
+
+
+def body_object(body: dict, name: str) -> dict:
+    """An optional JSON-object field of a JSON body (missing or null: {}); any other type is a 400."""
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{name} must be a JSON object, got {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    """A bounded rendering of a client's value for an error message (repr of a huge value is huge)."""
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "an object"
+    if isinstance(value, int) and abs(value).bit_length() > 256:
+        return "an integer of more than 77 digits"
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 async def json_body(request: Request) -> dict:
@@ -93,11 +139,43 @@ async def json_body(request: Request) -> dict:
         return {}
     try:
         body = json.loads(raw)
+    except RecursionError as exc:  # the C decoder recurses once per level
+        raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep") from exc
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    _check_json(body)
     return body
+
+
+def _check_json(body: Any) -> None:
+    """400 for what json.loads accepts but nothing downstream can handle: nesting deeper than any lakeFS
+    request (recursion in whatever walks it later) and lone UTF-16 surrogates (`\\ud800`), which are not
+    Unicode, so they cannot be encoded to UTF-8 for SQLite, hashing or the answer."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:  # iterative: the check itself must not recurse
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise BadRequest(
+            f"request body has a lone UTF-16 surrogate (U+{ord(text[exc.start]):04X}) in a string: "
+            "send valid Unicode (escape characters above U+FFFF as a surrogate pair)"
+        ) from exc
 
 
 def object_stats(entry: Entry, namespace: str, user_metadata: bool = True) -> dict:

@@ -11,6 +11,7 @@ from pipelines.devstack.lakeserver.auth import Credentials, parse_basic
 from pipelines.devstack.lakeserver.blobs import BlobStore
 from pipelines.devstack.lakeserver.errors import BadRequest, RangeNotSatisfiable
 from pipelines.devstack.lakeserver.refs import parse
+from pipelines.devstack.lakeserver.store import prefix_end
 from pipelines.devstack.lakeserver.wire import parse_range
 from pipelines.lake import LakeError, LakeURI, run_branch_name
 
@@ -96,3 +97,21 @@ def test_a_damaged_credentials_file_is_one_sentence(tmp_path, monkeypatch) -> No
     for read in (load_or_create, read_credentials):
         with pytest.raises(StackError, match=r"credentials file .* is damaged .*delete it"):
             read(tmp_path)
+
+
+def test_prefix_end_bounds_exactly_the_strings_with_the_prefix() -> None:
+    top = chr(0x10FFFF)
+    assert prefix_end("") is None
+    assert prefix_end("ab") == "ac"
+    assert prefix_end(f"ab{top}{top}") == "ac"
+    assert prefix_end(top * 3) is None  # nothing sorts after it: no upper bound
+    for prefix in ("ab", f"ab{top}", f"a{top}b"):
+        end = prefix_end(prefix)
+        assert end is not None and prefix + top * 4 < end and prefix < end
+        assert not end.startswith(prefix)
+
+
+def test_ancestor_numbers_are_bounded() -> None:
+    assert parse("main~999999999") == ("main", (("~", 999999999),), False)
+    with pytest.raises(BadRequest, match="too large"):
+        parse("main~" + "9" * 5000)
