@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
+import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -16,6 +20,7 @@ from pipelines.devstack.lakeserver.store import Store
 from pipelines.errors import StackError
 
 log = logging.getLogger("flywheel.lakeserver")
+LOCK_FILE = "server.lock"
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers; lakeFS clients send well under 8 KiB
 
 
@@ -47,9 +52,40 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+@contextlib.contextmanager
+def lock_data_dir(data_dir: Path) -> Iterator[None]:
+    """Holds an exclusive flock on <data_dir>/server.lock for the block, or refuses in one sentence.
+
+    Two servers on one directory break each other: startup clears tmp/ (the other's uploads in flight)
+    and both write metadata. The kernel drops the lock when the process dies, even on kill -9, so a
+    crash never leaves a stale lock; the pid inside is only there to name the holder.
+    """
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise StackError(
+                f"the data directory {data_dir} is in use by another lakeFS server (pid {holder}, which holds "
+                f"{path}): stop that server, or give this one another --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
     sock = bind(host, port)  # before anything slow, so a busy port fails fast
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.closing(sock), lock_data_dir(data_dir):  # before Store(), which clears tmp/
+        _serve_locked(sock, data_dir, host, port, log_level)
+
+
+def _serve_locked(sock: socket.socket, data_dir: Path, host: str, port: int, log_level: str) -> None:
     credentials = load_or_create(data_dir)
     app = build_app(Store(data_dir), credentials)
     _configure_logging(log_level)

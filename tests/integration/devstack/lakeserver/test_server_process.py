@@ -95,3 +95,29 @@ def test_restart_keeps_everything(tmp_path) -> None:
             assert r.read() == b"staged too"
     finally:
         server.stop()
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused(lakefs_server: Server) -> None:
+    """Startup clears tmp/ (uploads in flight): a second server must not touch a directory in use."""
+    repo = lakefs.Repository("locked", client=lakefs_server.client()).create(storage_namespace="local://locked")
+    second = subprocess.Popen(
+        process.server_command(lakefs_server.data_dir, "127.0.0.1", free_port()),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(process.REPO_ROOT)},
+    )
+    try:
+        _, stderr = second.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.stop(second)
+        pytest.fail("a second server started on a data directory that a running server uses")
+    assert second.returncode == 2
+    data_dir = lakefs_server.data_dir.resolve()
+    lock = data_dir / "server.lock"
+    assert stderr.strip() == (
+        f"lakeserver: the data directory {data_dir} is in use by another lakeFS server "
+        f"(pid {lakefs_server.proc.pid}, which holds {lock}): stop that server, or give this one "
+        "another --data-dir"
+    )
+    assert repo.branch("main").get_commit().message == "Repository created"  # the first one still serves
