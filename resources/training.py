@@ -6,22 +6,23 @@ Key "trainer" in resources/profiles.py:
                                         Indexed Job + headless Service / a Kubeflow PyTorchJob (nodes > 1)
 
 Both return the Pipes session's results (the trainer's materialization metadata). Failures raise
-`dagster.Failure` with what failed, where and what to do: the exit code and the workers' last log lines
-(local); the pod's reason (OOMKilled, ImagePullBackOff, Unschedulable, Evicted...), exit code and last log
-lines (Kubernetes). Every Kubernetes call has a timeout, waits poll with deadlines, and the job, its pods
-and its Service are deleted when the step ends for any reason, cancellation included (TTL is the backstop).
+`dagster.Failure` with what failed, where and what to do: exit code, pod reason (OOMKilled,
+ImagePullBackOff, Unschedulable, Evicted...) and the last log lines. Every Kubernetes call has a timeout,
+waits poll with deadlines, and the job, its pods and its Service are deleted when the step ends for any
+reason, cancellation included (TTL is the backstop). Only the Dagster edge is here (Pipes sessions, launch
+orchestration, the Pipes client wrapper); the rest is in pipelines/training/ (k8s.py manifests,
+k8s_watch.py job watcher and pod reports, torchrun.py command and log tails) and raises FlywheelError,
+which the launchers turn into a Failure.
 """
-
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,10 +39,20 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 from dagster_k8s import PipesK8sClient
 from pydantic import Field
 
-from pipelines.config import project_root, setting
+from pipelines.config import int_setting, project_root, setting
+from pipelines.errors import FlywheelError
 from pipelines.training import k8s as manifests
+from pipelines.training import torchrun
+from pipelines.training.k8s_watch import (
+    JobWatcher,
+    TrainingJobError,
+    WatchSettings,
+    delete_quietly,
+    load_kube_config,
+    pod_failure,
+    short_error,
+)
 
-PIPES_MARKER = "__dagster_pipes_version"
 # Credentials reach Kubernetes pods through Secrets (envFrom `secrets`), never as literal env in a pod spec.
 SECRET_ENV = ("LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
@@ -62,16 +73,21 @@ class TrainingLauncher(ConfigurableResource):
         raise NotImplementedError
 
 
-def _count_setting(name: str, minimum: int, default: int = 1) -> int:
-    """A whole-number setting (environment, then .flywheel/stack.env); a bad value is one sentence."""
-    raw = setting(name) or ""
+@contextmanager
+def failures_for_dagster() -> Iterator[None]:
+    """FlywheelError (pipelines/) -> dagster.Failure, keeping the pods and log tail as metadata."""
     try:
-        value = int(raw) if raw.strip() else default
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise Failure(f"{name}={raw!r} is not a whole number >= {minimum}: fix or unset it (default {default})")
-    return value
+        yield
+    except FlywheelError as exc:
+        metadata: dict[str, Any] = {}
+        if isinstance(exc, TrainingJobError):
+            if exc.job:
+                metadata["job"] = MetadataValue.text(exc.job)
+            if exc.pods:
+                metadata["pod"] = MetadataValue.text(", ".join(exc.pods))
+            if exc.log_tail:
+                metadata["log_tail"] = MetadataValue.md(f"```\n{exc.log_tail}\n```")
+        raise Failure(description=str(exc), metadata=metadata) from exc
 
 
 # ---- local: torchrun as a subprocess ----------------------------------------------------------------
@@ -93,37 +109,27 @@ class LocalTrainingLauncher(TrainingLauncher):
     )
 
     def resolved_nproc(self) -> int:
-        return self.nproc_per_node or _count_setting("FLYWHEEL_TRAINING_NPROC", minimum=0) or 1
-
-    def _deadline_prefix(self) -> list[str]:
-        # PipesSubprocessClient has no timeout: coreutils `timeout` ends torchrun (which stops its workers)
-        # with SIGTERM, then SIGKILL a minute later; its exit code 124 names the cause in the failure.
-        if not self.timeout_s or shutil.which("timeout") is None:
-            return []
-        return ["timeout", "--signal=TERM", "--kill-after=60", f"{self.timeout_s:g}s"]
+        return self.nproc_per_node or int_setting("FLYWHEEL_TRAINING_NPROC", minimum=0, default=1) or 1
 
     def command(self, entry_args: Sequence[str], log_dir: str) -> list[str]:
-        return [
-            *self._deadline_prefix(),
-            self.python or sys.executable,
-            "-m", "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node", str(self.resolved_nproc()),
-            "--max-restarts", str(self.max_restarts),
-            "--log-dir", log_dir,
-            "--tee", "3",  # worker stdout/stderr to the console (Dagster's compute logs) and to log_dir
-            "-m", "pipelines.training.entry",
-            "--device", self.device,
-            *entry_args,
-            *self.extra_args,
-        ]  # fmt: skip
+        return torchrun.local_command(
+            python=self.python or sys.executable,
+            nproc=self.resolved_nproc(),
+            max_restarts=self.max_restarts,
+            log_dir=log_dir,
+            device=self.device,
+            entry_args=[*entry_args, *self.extra_args],
+            timeout_s=self.timeout_s,
+        )
 
     def describe(self) -> str:
-        return f"local torchrun, {self.resolved_nproc()} process(es), device {self.device}"
+        with failures_for_dagster():
+            return f"local torchrun, {self.resolved_nproc()} process(es), device {self.device}"
 
     def launch(self, context, entry_args, env, extras=None) -> PipesClientCompletedInvocation:
         log_dir = tempfile.mkdtemp(prefix="flywheel-torchrun-")
-        command = self.command(entry_args, log_dir)
+        with failures_for_dagster():
+            command = self.command(entry_args, log_dir)
         context.log.info("launching " + " ".join(command))
         client = PipesSubprocessClient(cwd=str(project_root()))
         try:
@@ -131,9 +137,9 @@ class LocalTrainingLauncher(TrainingLauncher):
             shutil.rmtree(log_dir, ignore_errors=True)  # kept only when something failed
             return invocation
         except DagsterPipesExecutionError as exc:
-            tail = worker_log_tail(Path(log_dir), self.log_tail_lines)
+            tail = torchrun.worker_log_tail(Path(log_dir), self.log_tail_lines)
             why = str(exc)
-            if self._deadline_prefix() and "code 124" in why:
+            if torchrun.deadline_prefix(self.timeout_s) and f"code {torchrun.TIMEOUT_EXIT_CODE}" in why:
                 why = f"it ran past timeout_s={self.timeout_s:g}s and was stopped ({why}); raise timeout_s if expected"
             raise Failure(
                 description=(
@@ -148,19 +154,15 @@ class LocalTrainingLauncher(TrainingLauncher):
             ) from exc
 
 
-def worker_log_tail(log_dir: Path, lines: int) -> str:
-    """The last lines of every worker's stderr/stdout of the newest torchrun attempt (Pipes messages left out)."""
-    files = sorted(log_dir.rglob("*.log"), key=lambda p: p.stat().st_mtime)
-    out = []
-    for path in files[-4:]:
-        text = [ln for ln in path.read_text(errors="replace").splitlines() if PIPES_MARKER not in ln and ln.strip()]
-        if text:
-            out.append(f"--- {path.relative_to(log_dir)}")
-            out.extend(text[-lines:])
-    return "\n".join(out) or "(no worker output)"
-
-
 # ---- Kubernetes ------------------------------------------------------------------------------------
+
+
+# Launcher fields that TrainingPodConfig takes as they are.
+PASS_THROUGH = (
+    *("nodes", "max_restarts", "cpu", "memory", "shm_size", "node_selector", "tolerations", "service_account"),
+    *("config_maps", "secrets", "image_pull_secrets", "ttl_seconds_after_finished", "backoff_limit"),
+    "active_deadline_seconds",
+)
 
 
 class K8sTrainingLauncher(TrainingLauncher):
@@ -200,65 +202,54 @@ class K8sTrainingLauncher(TrainingLauncher):
     log_tail_lines: int = 30
 
     def resolved_gpus(self) -> int:
-        return self.gpus_per_node if self.gpus_per_node >= 0 else _count_setting("FLYWHEEL_TRAINING_GPUS", minimum=0)
+        return (
+            self.gpus_per_node
+            if self.gpus_per_node >= 0
+            else int_setting("FLYWHEEL_TRAINING_GPUS", minimum=0, default=1)
+        )
 
     def resolved_namespace(self) -> str:
         return self.namespace or setting("FLYWHEEL_K8S_NAMESPACE") or "flywheel"
 
     def describe(self) -> str:
         shape = "pod" if self.nodes == 1 else self.multinode
-        return (
-            f"Kubernetes {shape}, {self.nodes} node(s) x {self.resolved_gpus()} GPU(s) in {self.resolved_namespace()}"
-        )
+        with failures_for_dagster():
+            gpus = self.resolved_gpus()
+        return f"Kubernetes {shape}, {self.nodes} node(s) x {gpus} GPU(s) in {self.resolved_namespace()}"
 
     def pod_config(
         self, name: str, entry_args: Sequence[str], env: Mapping[str, str], run_id: str
     ) -> manifests.TrainingPodConfig:
         image = self.image or setting("FLYWHEEL_TRAINING_IMAGE") or ""
         if not image:
-            raise Failure("no training image configured: set K8sTrainingLauncher.image or FLYWHEEL_TRAINING_IMAGE")
+            raise FlywheelError(
+                "no training image configured: set K8sTrainingLauncher.image or FLYWHEEL_TRAINING_IMAGE"
+            )
+        same = {f.name: getattr(self, f.name) for f in fields(manifests.TrainingPodConfig) if f.name in PASS_THROUGH}
         return manifests.TrainingPodConfig(
+            **same,
             name=name,
             image=image,
             entry_args=list(entry_args),
             namespace=self.resolved_namespace(),
-            nodes=self.nodes,
             gpus_per_node=self.resolved_gpus(),
-            max_restarts=self.max_restarts,
-            cpu=self.cpu,
-            memory=self.memory,
-            shm_size=self.shm_size,
-            node_selector=self.node_selector,
-            tolerations=self.tolerations,
-            service_account=self.service_account,
             env={k: v for k, v in env.items() if k not in SECRET_ENV},
-            config_maps=self.config_maps,
-            secrets=self.secrets,
-            image_pull_secrets=self.image_pull_secrets,
-            ttl_seconds_after_finished=self.ttl_seconds_after_finished,
-            backoff_limit=self.backoff_limit,
-            active_deadline_seconds=self.active_deadline_seconds,
             checkpoint_claim=self.checkpoint_claim or None,
             labels={manifests.RUN_ID_LABEL: run_id},
         )
 
-    def _load_config(self) -> None:
-        import kubernetes
-
-        if self.load_incluster_config or (
-            self.load_incluster_config is None and not self.kubeconfig_file and os.getenv("KUBERNETES_SERVICE_HOST")
-        ):
-            kubernetes.config.load_incluster_config()
-        else:
-            kubernetes.config.load_kube_config(config_file=self.kubeconfig_file, context=self.kube_context)
-
     def launch(self, context, entry_args, env, extras=None) -> PipesClientCompletedInvocation:
         name = manifests.dns_label(f"flywheel-train-{context.run_id[:8]}-{context.retry_number}")
-        cfg = self.pod_config(name, entry_args, env, context.run_id)
-        self._load_config()
-        if self.nodes == 1:
-            return self._launch_pod(context, cfg, extras)
-        return self._launch_job(context, cfg, extras)
+        with failures_for_dagster():
+            cfg = self.pod_config(name, entry_args, env, context.run_id)
+            load_kube_config(self.load_incluster_config, self.kubeconfig_file, self.kube_context)
+            if self.nodes == 1:
+                return self._launch_pod(context, cfg, extras)
+            return self._launch_job(context, cfg, extras)
+
+    def watch_settings(self) -> WatchSettings:
+        names = ("startup_timeout_s", "poll_interval_s", "request_timeout_s", "log_tail_lines")
+        return WatchSettings(kind=self.multinode, **{n: getattr(self, n) for n in names})
 
     # -- one node: dagster-k8s's PipesK8sClient ---------------------------------------------------------
 
@@ -291,16 +282,12 @@ class K8sTrainingLauncher(TrainingLauncher):
         except Exception as exc:
             if client.pod_name is None:
                 raise
-            report = describe_pod(core, client.pod_name, namespace, self.log_tail_lines, t)
-            raise Failure(
-                description=f"training pod {namespace}/{client.pod_name} failed ({self.describe()}): {report}\n"
-                f"(cause: {_short(exc)})",
-                metadata={"pod": f"{namespace}/{client.pod_name}"},
-            ) from exc
+            what = self.describe()
+            raise pod_failure(core, client.pod_name, namespace, what, exc, self.log_tail_lines, t) from exc
         finally:
             # After reading the failure reason; also on cancellation (Dagster interrupts the step).
             if client.pod_name is not None:
-                _delete(lambda: core.delete_namespaced_pod(client.pod_name, namespace, _request_timeout=t))
+                delete_quietly(lambda: core.delete_namespaced_pod(client.pod_name, namespace, _request_timeout=t))
 
     # -- several nodes: Indexed Job + headless Service, or PyTorchJob ------------------------------------
 
@@ -311,47 +298,22 @@ class K8sTrainingLauncher(TrainingLauncher):
         core = kubernetes.client.CoreV1Api()
         batch = kubernetes.client.BatchV1Api()
         custom = kubernetes.client.CustomObjectsApi()
-        t = self.request_timeout_s
-        ns = cfg.namespace
         reader = PipesK8sPodLogsMessageReader()
         with open_pipes_session(
             context=context, extras=extras, context_injector=PipesEnvContextInjector(), message_reader=reader
         ) as session:
             cfg = replace(cfg, env={**session.get_bootstrap_env_vars(), **cfg.env})
+            watcher = JobWatcher(core, batch, custom, cfg, self.watch_settings())
             cleanup: list = []
             try:
-                if self.multinode == "pytorchjob":
-                    body = manifests.pytorch_job_manifest(cfg)
-                    custom.create_namespaced_custom_object(
-                        "kubeflow.org", "v1", ns, "pytorchjobs", body, _request_timeout=t
-                    )
-                    cleanup.append(
-                        lambda: custom.delete_namespaced_custom_object(
-                            "kubeflow.org",
-                            "v1",
-                            ns,
-                            "pytorchjobs",
-                            cfg.name,
-                            propagation_policy="Background",
-                            _request_timeout=t,
-                        )
-                    )
-                else:
-                    service, job = manifests.indexed_job_manifests(cfg)
-                    core.create_namespaced_service(ns, service, _request_timeout=t)
-                    cleanup.append(lambda: core.delete_namespaced_service(cfg.service_name, ns, _request_timeout=t))
-                    batch.create_namespaced_job(ns, job, _request_timeout=t)
-                    cleanup.insert(
-                        0,
-                        lambda: batch.delete_namespaced_job(
-                            cfg.name, ns, propagation_policy="Background", _request_timeout=t
-                        ),
-                    )
-                context.log.info(f"created training {self.multinode} {ns}/{cfg.name}: {self.describe()}")
-                watcher = JobWatcher(core, batch, custom, cfg, self, context.log)
+                watcher.create(cleanup)
+                context.log.info(f"created training {self.multinode} {cfg.namespace}/{cfg.name}: {self.describe()}")
                 master = watcher.wait_for_master_running()
                 logs = threading.Thread(
-                    target=_consume_logs, args=(reader, context, core, master, ns), name="trainer-logs", daemon=True
+                    target=_consume_logs,
+                    args=(reader, context, core, master, cfg.namespace),
+                    name="trainer-logs",
+                    daemon=True,
                 )
                 logs.start()
                 watcher.wait_for_completion()
@@ -359,7 +321,7 @@ class K8sTrainingLauncher(TrainingLauncher):
             finally:
                 # Runs on success, failure and cancellation (Dagster interrupts the step with an exception).
                 for delete in cleanup:
-                    _delete(delete)
+                    delete_quietly(delete)
         return PipesClientCompletedInvocation(session)
 
 
@@ -434,199 +396,4 @@ def _consume_logs(reader, context, core, pod_name: str, namespace: str) -> None:
     try:
         reader.consume_pod_logs(context=context, core_api=core, pod_name=pod_name, namespace=namespace)
     except Exception as exc:  # the pod went away: the job watcher reports why
-        context.log.warning(f"log stream of {namespace}/{pod_name} ended: {_short(exc)}")
-
-
-class JobWatcher:
-    """Polls a training job and its pods with deadlines; raises Failure with the reason when it fails."""
-
-    BAD_WAITING = {
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "CrashLoopBackOff",
-    }
-
-    def __init__(
-        self, core, batch, custom, cfg: manifests.TrainingPodConfig, launcher: K8sTrainingLauncher, log
-    ) -> None:
-        self.core, self.batch, self.custom = core, batch, custom
-        self.cfg, self.launcher, self.log = cfg, launcher, log
-        self.t = launcher.request_timeout_s
-
-    def pods(self) -> list:
-        selector = f"{manifests.JOB_LABEL}={self.cfg.name}"
-        return list(
-            self.core.list_namespaced_pod(self.cfg.namespace, label_selector=selector, _request_timeout=self.t).items
-        )
-
-    def _is_master(self, pod) -> bool:
-        meta = pod.metadata
-        index = (meta.annotations or {}).get("batch.kubernetes.io/job-completion-index")
-        replica = (meta.labels or {}).get("training.kubeflow.org/replica-type", "")
-        return index == "0" or replica.lower() == "master"
-
-    def wait_for_master_running(self) -> str:
-        deadline = time.monotonic() + self.launcher.startup_timeout_s
-        while True:
-            self.job_state()  # a job that already failed (e.g. deadline) ends the wait
-            for pod in self.pods():
-                self._raise_if_broken(pod)
-                if self._is_master(pod) and pod.status and pod.status.phase in ("Running", "Succeeded", "Failed"):
-                    return pod.metadata.name
-            if time.monotonic() > deadline:
-                pending = [describe_pod_object(p) for p in self.pods()] or ["no pod was created"]
-                raise Failure(
-                    f"training job {self.cfg.namespace}/{self.cfg.name} did not start within "
-                    f"{self.launcher.startup_timeout_s:.0f}s: "
-                    + "; ".join(pending)
-                    + ". Check GPU capacity, node selectors and tolerations."
-                )
-            time.sleep(self.launcher.poll_interval_s)
-
-    def _raise_if_broken(self, pod) -> None:
-        for cs in (pod.status.container_statuses or []) if pod.status else []:
-            waiting = cs.state.waiting if cs.state else None
-            if waiting and waiting.reason in self.BAD_WAITING:
-                raise Failure(self._failure_text(f"pod {pod.metadata.name} cannot start"))
-
-    def job_state(self) -> str:
-        """running | succeeded | failed (raises Failure when failed or deleted)."""
-        import kubernetes
-
-        try:
-            if self.launcher.multinode == "pytorchjob":
-                obj = self.custom.get_namespaced_custom_object(
-                    "kubeflow.org", "v1", self.cfg.namespace, "pytorchjobs", self.cfg.name, _request_timeout=self.t
-                )
-                conditions = {
-                    c["type"]: c for c in obj.get("status", {}).get("conditions", []) if c.get("status") == "True"
-                }
-                if "Succeeded" in conditions:
-                    return "succeeded"
-                if "Failed" in conditions:
-                    raise Failure(self._failure_text(f"PyTorchJob failed: {conditions['Failed'].get('message', '')}"))
-                return "running"
-            job = self.batch.read_namespaced_job(self.cfg.name, self.cfg.namespace, _request_timeout=self.t)
-        except kubernetes.client.ApiException as exc:
-            if exc.status == 404:
-                raise Failure(
-                    f"training job {self.cfg.namespace}/{self.cfg.name} was deleted while running (by hand, or "
-                    "by its TTL): re-run the step; it resumes from the last checkpoint when checkpoint_claim is set"
-                ) from exc
-            raise
-        status = job.status
-        for cond in status.conditions or []:
-            if cond.status == "True" and cond.type == "Failed":
-                raise Failure(self._failure_text(f"Job failed: {cond.reason}: {cond.message}"))
-            if cond.status == "True" and cond.type == "Complete":
-                return "succeeded"
-        if (status.succeeded or 0) >= self.cfg.nodes:
-            return "succeeded"
-        if (status.failed or 0) > self.cfg.backoff_limit:
-            raise Failure(self._failure_text(f"{status.failed} pod(s) failed"))
-        return "running"
-
-    def wait_for_completion(self) -> None:
-        deadline = time.monotonic() + self.cfg.active_deadline_seconds + 120
-        while self.job_state() != "succeeded":
-            for pod in self.pods():
-                self._raise_if_broken(pod)
-                if pod.status and pod.status.phase == "Failed" and self.cfg.backoff_limit == 0:
-                    raise Failure(self._failure_text(f"pod {pod.metadata.name} failed"))
-            if time.monotonic() > deadline:
-                raise Failure(self._failure_text("no result within activeDeadlineSeconds"))
-            time.sleep(self.launcher.poll_interval_s)
-
-    def _failure_text(self, headline: str) -> str:
-        parts = [f"training job {self.cfg.namespace}/{self.cfg.name} failed: {headline}"]
-        try:
-            pods = self.pods()
-        except Exception as exc:
-            pods = []
-            parts.append(f"(pods not readable: {_short(exc)})")
-        for pod in pods:
-            parts.append(
-                describe_pod(
-                    self.core, pod.metadata.name, self.cfg.namespace, self.launcher.log_tail_lines, self.t, pod
-                )
-            )
-        return "\n".join(parts)
-
-
-# ---- failure descriptions --------------------------------------------------------------------------
-
-HINTS = {
-    "OOMKilled": "the container ran out of memory: raise `memory` on the launcher or lower model.batch_size",
-    "ImagePullBackOff": "the image cannot be pulled: check the image name/tag and imagePullSecrets",
-    "ErrImagePull": "the image cannot be pulled: check the image name/tag and imagePullSecrets",
-    "Unschedulable": "no node fits: check GPU capacity, node_selector and tolerations",
-    "Evicted": "the node evicted the pod (memory/disk pressure or preemption): re-run",
-    "DeadlineExceeded": "activeDeadlineSeconds passed: raise it or train fewer epochs",
-}
-
-
-def describe_pod_object(pod) -> str:
-    """Phase, reasons and exit codes of one pod, in one line."""
-    st = pod.status
-    bits = [f"pod {pod.metadata.name}: phase {getattr(st, 'phase', None)}"]
-    if st and st.reason:
-        bits.append(f"reason {st.reason}{': ' + st.message if st.message else ''}")
-    for cond in (st.conditions or []) if st else []:
-        if cond.type == "PodScheduled" and cond.status == "False":
-            bits.append(f"not scheduled ({cond.reason}: {cond.message})")
-    for cs in (st.container_statuses or []) if st else []:
-        state = cs.state
-        if state and state.waiting and state.waiting.reason:
-            bits.append(f"container {cs.name} waiting: {state.waiting.reason} ({state.waiting.message or ''})")
-        term = (state.terminated if state else None) or (cs.last_state.terminated if cs.last_state else None)
-        if term:
-            bits.append(f"container {cs.name} terminated: {term.reason}, exit code {term.exit_code}")
-    reasons = " ".join(bits)
-    hints = [hint for key, hint in HINTS.items() if key in reasons]
-    return "; ".join(bits) + (f". What to do: {'; '.join(hints)}" if hints else "")
-
-
-def describe_pod(core, name: str, namespace: str, tail_lines: int, timeout: float, pod=None) -> str:
-    """describe_pod_object + the container's last log lines (Pipes protocol lines left out)."""
-    import kubernetes
-
-    try:
-        pod = pod or core.read_namespaced_pod(name, namespace, _request_timeout=timeout)
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
-            return f"pod {name} no longer exists (deleted by hand, evicted or preempted); re-run the step"
-        return f"pod {name} could not be read: {_short(exc)}"
-    except Exception as exc:
-        return f"pod {name} could not be read: {_short(exc)}"
-    text = describe_pod_object(pod)
-    try:
-        raw = core.read_namespaced_pod_log(name, namespace, tail_lines=tail_lines * 3, _request_timeout=timeout)
-        lines = [ln for ln in str(raw).splitlines() if PIPES_MARKER not in ln and ln.strip()][-tail_lines:]
-        if lines:
-            text += "\nlast log lines:\n" + "\n".join(lines)
-    except Exception as exc:
-        text += f"\n(logs not readable: {_short(exc)})"
-    return text
-
-
-def _delete(call) -> None:
-    """Best effort: a cleanup error must not hide the step's own error (ttlSecondsAfterFinished is the backstop)."""
-    import logging
-
-    import kubernetes
-
-    try:
-        call()
-    except kubernetes.client.ApiException as exc:
-        if exc.status != 404:
-            logging.getLogger("flywheel.training").warning("cleanup failed: %s", _short(exc))
-    except Exception as exc:
-        logging.getLogger("flywheel.training").warning("cleanup failed: %s", _short(exc))
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+        context.log.warning(f"log stream of {namespace}/{pod_name} ended: {short_error(exc)}")

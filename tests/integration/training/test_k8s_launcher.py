@@ -63,6 +63,11 @@ def failure_text(result) -> str:
     return events[0].step_failure_data.error.to_string()
 
 
+def failure_metadata(result) -> dict:
+    data = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    return {k: v.value for k, v in (data.metadata if data else {}).items()}
+
+
 @pytest.fixture
 def fake_api(tmp_path: Path):
     with FakeKubernetesAPI(script=[sys.executable, "-c", PIPES_SCRIPT]) as api:
@@ -118,6 +123,8 @@ def test_oom_killed_pod_reason_exit_code_and_log_tail_reach_the_dagster_error(fa
     assert "OOMKilled" in text and "exit code 137" in text
     assert "allocating a bigger batch" in text  # last log lines
     assert "raise `memory`" in text  # what to do
+    metadata = failure_metadata(result)
+    assert metadata["pod"].startswith("flywheel/") and "allocating a bigger batch" in metadata["log_tail"]
     assert fake_api.deleted == fake_api.created
 
 
@@ -170,6 +177,9 @@ def test_indexed_job_failure_names_the_pod_reason(fake_api) -> None:
     assert not result.success
     text = failure_text(result)
     assert "OOMKilled" in text and "exit code 137" in text
+    metadata = failure_metadata(result)
+    assert metadata["job"].startswith("flywheel/flywheel-train-")
+    assert "allocating a bigger batch" in metadata["log_tail"]
     assert not fake_api.jobs and not fake_api.services
 
 

@@ -1,14 +1,22 @@
-"""Launcher settings from the environment: FLYWHEEL_TRAINING_GPUS=0 means CPU pods; bad values are one sentence."""
+"""Launcher settings from the environment: FLYWHEEL_TRAINING_GPUS=0 means CPU pods; bad values are one sentence.
+
+The parser (pipelines.config.int_setting) raises FlywheelError; the launchers, at the Dagster edge, turn it
+into a dagster.Failure with the same sentence.
+"""
 
 from __future__ import annotations
 
 import pytest
 from dagster import Failure
 
+from pipelines.errors import FlywheelError
 from resources.training import K8sTrainingLauncher, LocalTrainingLauncher
 
 
 def test_gpu_and_process_counts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLYWHEEL_TRAINING_GPUS", raising=False)
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", "/nonexistent/flywheel-state")  # no stack.env to fall back on
+    assert K8sTrainingLauncher().resolved_gpus() == 1  # unset: one GPU per pod
     monkeypatch.setenv("FLYWHEEL_TRAINING_GPUS", "0")  # CPU workers, as TrainingPodConfig documents
     assert K8sTrainingLauncher().resolved_gpus() == 0
     monkeypatch.setenv("FLYWHEEL_TRAINING_GPUS", "8")
@@ -22,11 +30,65 @@ def test_gpu_and_process_counts_from_the_environment(monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize(("name", "value"), [("FLYWHEEL_TRAINING_GPUS", "two"), ("FLYWHEEL_TRAINING_GPUS", "-1")])
 def test_bad_counts_say_which_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
-    with pytest.raises(Failure, match=rf"{name}='{value}' is not a whole number >= 0"):
+    sentence = rf"{name}='{value}' is not a whole number >= 0"
+    with pytest.raises(FlywheelError, match=sentence):
         K8sTrainingLauncher().resolved_gpus()
+    with pytest.raises(Failure, match=sentence):  # what a Dagster step sees
+        K8sTrainingLauncher().describe()
 
 
 def test_bad_process_count_says_which_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLYWHEEL_TRAINING_NPROC", "many")
     with pytest.raises(Failure, match=r"FLYWHEEL_TRAINING_NPROC='many' is not a whole number"):
-        LocalTrainingLauncher().resolved_nproc()
+        LocalTrainingLauncher().describe()
+
+
+def test_pod_config_carries_the_launcher_fields() -> None:
+    launcher = K8sTrainingLauncher(
+        image="registry.example.com/flywheel:1",
+        namespace="ml",
+        nodes=3,
+        gpus_per_node=2,
+        cpu="8",
+        memory="32Gi",
+        node_selector={"pool": "gpu"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}],
+        secrets=["s1"],
+        image_pull_secrets=["pull"],
+        backoff_limit=2,
+        active_deadline_seconds=600,
+        ttl_seconds_after_finished=60,
+        checkpoint_claim="ckpt",
+    )
+    cfg = launcher.pod_config("job-1", ["--data", "lakefs://x/c/"], {"A": "1"}, "run-1")
+    assert (cfg.name, cfg.image, cfg.namespace, cfg.nodes, cfg.gpus_per_node) == (
+        "job-1",
+        "registry.example.com/flywheel:1",
+        "ml",
+        3,
+        2,
+    )
+    assert (cfg.cpu, cfg.memory, cfg.backoff_limit, cfg.active_deadline_seconds) == ("8", "32Gi", 2, 600)
+    assert cfg.node_selector == {"pool": "gpu"} and cfg.tolerations[0]["key"] == "nvidia.com/gpu"
+    assert list(cfg.secrets) == ["s1"] and list(cfg.image_pull_secrets) == ["pull"]
+    assert cfg.ttl_seconds_after_finished == 60 and cfg.checkpoint_claim == "ckpt"
+    assert cfg.env == {"A": "1"} and list(cfg.entry_args) == ["--data", "lakefs://x/c/"]
+
+
+def test_no_image_is_one_sentence_for_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLYWHEEL_TRAINING_IMAGE", raising=False)
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", "/nonexistent/flywheel-state")
+    with pytest.raises(FlywheelError, match="no training image configured"):
+        K8sTrainingLauncher().pod_config("job", [], {}, "run")
+
+
+def test_flywheel_errors_become_failures_with_pod_metadata() -> None:
+    from pipelines.training.k8s_watch import TrainingJobError
+    from resources.training import failures_for_dagster
+
+    with pytest.raises(Failure) as caught, failures_for_dagster():
+        raise TrainingJobError("training job ns/j failed: OOM", job="ns/j", pods=["j-0", "j-1"], log_tail="boom")
+    failure = caught.value
+    assert failure.description == "training job ns/j failed: OOM"
+    assert failure.metadata["job"].value == "ns/j" and failure.metadata["pod"].value == "j-0, j-1"
+    assert "boom" in failure.metadata["log_tail"].value
