@@ -2,16 +2,24 @@
 
 Every event either becomes a clean record (typed, normalized) or a rejection with a reason that says
 which field failed and why. Nothing is dropped silently: the caller quarantines rejections with the reason.
-Normalization: timestamp -> epoch milliseconds (int), label -> 0/1, booleans -> bool, integers -> int.
+Normalization: timestamp -> epoch milliseconds (int), label -> 0/1, booleans -> bool, integers -> int,
+other numbers -> float.
+
+The check is total: whatever one event holds (nesting ~1000 deep, numbers no column can store, repeated keys,
+or a bug in a check), it ends as a record or a reason, never as an exception that would fail the whole read
+and stop the stream on the same record at every retry. Reasons describe values with `describe`, which is
+bounded in length and depth (repr of a deeply nested value raises RecursionError).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
@@ -34,6 +42,59 @@ class EventCheck:
 
 class _Bad(Exception):
     pass
+
+
+_MISSING = object()
+
+
+_PREVIEW_CHARS = 40  # of a string shown in a reason
+_PREVIEW_ITEMS = 4  # of a list or object shown in a reason
+_PREVIEW_DEPTH = 3  # levels of nesting shown; deeper ones become [...] / {...}
+
+
+def _preview(value: Any, depth: int) -> str:
+    t = type(value)
+    if value is None:
+        return "null"
+    if t is bool:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        # str() of an int over 4300 digits raises ValueError (and is useless in a reason anyway)
+        return str(int(value)) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, float):
+        return repr(float(value))
+    if isinstance(value, str):
+        return repr(value[:_PREVIEW_CHARS]) + ("..." if len(value) > _PREVIEW_CHARS else "")
+    if isinstance(value, list | tuple | dict):
+        opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+        if depth <= 0:
+            return f"{opening}...{closing}"
+        if isinstance(value, dict):
+            shown = [f"{_preview(k, 0)}: {_preview(v, depth - 1)}" for k, v in islice(value.items(), _PREVIEW_ITEMS)]
+        else:
+            shown = [_preview(v, depth - 1) for v in islice(value, _PREVIEW_ITEMS)]
+        more = ", ..." if len(value) > _PREVIEW_ITEMS else ""
+        return f"{opening}{', '.join(shown)}{more}{closing}"
+    return f"a {t.__name__}"
+
+
+def describe(value: Any) -> str:
+    """A JSON value for a rejection reason: a short preview that never recurses deeper than 3 levels.
+
+    Scalars as JSON-ish text ('maybe', 1.5, null), containers as "a list [...]" / "an object {...}".
+    """
+    if isinstance(value, list | tuple):
+        text = "a list " + _preview(value, _PREVIEW_DEPTH)
+    elif isinstance(value, dict):
+        text = "an object " + _preview(value, _PREVIEW_DEPTH)
+    else:
+        text = _preview(value, 0)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _failed(exc: BaseException) -> str:
+    """The reason for an event whose check raised: the exception's type (its message may hold the event)."""
+    return f"checking the event failed: {type(exc).__name__}"
 
 
 # Timestamps and integers are stored as 64-bit integers (Arrow, Spark): a value outside what they hold must be
@@ -59,7 +120,10 @@ def to_epoch_ms(value: Any) -> int:
             raise _Bad(f"timestamp {value[:40]!r} is not ISO 8601") from None
         if dt.tzinfo is None:
             raise _Bad(f"timestamp {value[:40]!r} has no time zone")
-        return int(dt.timestamp() * 1000)
+        try:
+            return int(dt.timestamp() * 1000)
+        except (OverflowError, ValueError):  # e.g. year 1 with a positive offset is before year 1 in UTC
+            raise _Bad(f"timestamp {value[:40]!r} is out of range (years 1 to 9999)") from None
     raise _Bad(f"timestamp has type {type(value).__name__}")
 
 
@@ -79,18 +143,29 @@ def _numeric(f: NumericFeature) -> Callable[[Any], Any]:
                 raise _Bad(f"{name} is null")
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise _Bad(f"{name} must be a number, got {type(v).__name__}")
+            t = float if isinstance(v, float) else int  # a subclass (numpy, enum): checked and stored as the base
+            v = t(v)
         if t is float and not isfinite(v):  # ints are always finite (and isfinite overflows on huge ones)
             raise _Bad(f"{name} is not finite")
         if integer:
-            if v != int(v):
+            if t is float and not v.is_integer():
                 raise _Bad(f"{name} must be an integer, got {v}")
-            v = int(v)
-            if wide and not INT64_MIN <= v <= INT64_MAX:
-                raise _Bad(f"{name}={v} is outside the 64-bit integer range")
-        if lo is not None and v < lo:
-            raise _Bad(f"{name}={v} is below the minimum {lo:g}")
+            n = int(v)
+            if wide and not INT64_MIN <= n <= INT64_MAX:
+                raise _Bad(f"{name}={describe(v)} is outside the 64-bit integer range")
+        if lo is not None and v < lo:  # exact comparisons (int with float), on the value as sent
+            raise _Bad(f"{name}={describe(v)} is below the minimum {lo:g}")
         if hi is not None and v > hi:
-            raise _Bad(f"{name}={v} is above the maximum {hi:g}")
+            raise _Bad(f"{name}={describe(v)} is above the maximum {hi:g}")
+        if integer:
+            return n
+        if t is int:
+            # The column is float64: store the float, so Arrow never meets an int it cannot represent exactly
+            # (9007199254740993 fails the whole batch). Rounding is monotonic: the float stays within the bounds.
+            try:
+                return float(v)
+            except OverflowError:
+                raise _Bad(f"{name}={describe(v)} is too large for a 64-bit float") from None
         return v
 
     return check
@@ -107,8 +182,8 @@ def _categorical(f: CategoricalFeature) -> Callable[[Any], Any]:
         if not isinstance(v, str):
             raise _Bad(f"{f.name} must be a string, got {type(v).__name__}")
         if v not in allowed:
-            raise _Bad(f"{f.name}={v[:40]!r} is not an allowed value")
-        return v
+            raise _Bad(f"{f.name}={describe(v)} is not an allowed value")
+        return str(v)  # a str subclass is stored as str
 
     return check
 
@@ -142,6 +217,12 @@ class EventChecker:
         self._checks = checks
         self._reserved = (spec.event_id, spec.entity_key, spec.timestamp, spec.label)
         self._fields = spec.event_fields
+        # For the duplicate-key test (see `values`): '"'s of an accepted event without extra fields: two per key,
+        # two per string value: the event id, every categorical (when none can be null), the entity key and
+        # the timestamp when sent as strings.
+        # 0: no hot path (a categorical that may be null leaves the count of string values open).
+        nullable = any(f.nullable for f in spec.categorical_features)
+        self._quotes = 0 if nullable else 2 * (len(self._fields) + 3 + len(spec.categorical_features))
 
     def check_obj(self, obj: Any) -> EventCheck:
         values = self.values_obj(obj)
@@ -150,59 +231,141 @@ class EventChecker:
         return EventCheck(dict(zip(self._fields, values, strict=True)), None)
 
     def values_obj(self, obj: Any) -> list[Any] | str:
-        """The normalized values in `spec.event_fields` order, or the rejection reason (a str).
+        """The normalized values in `spec.event_fields` order, or the rejection reason (a str). Never raises.
 
         A list, not a dict: ingestion appends them to columns, so no per-event dict is built.
         """
+        return self._values(obj, None)
+
+    def check(self, raw: bytes | str) -> EventCheck:
+        values = self.values(raw)
+        if isinstance(values, str):
+            return EventCheck(None, values)
+        return EventCheck(dict(zip(self._fields, values, strict=True)), None)
+
+    def values(self, raw: bytes | str) -> list[Any] | str:
+        """`check` for the ingestion hot path: values in `spec.event_fields` order, or the reason. Never raises."""
+        try:
+            obj = _loads(raw)
+        except ValueError as exc:  # orjson's JSONDecodeError (invalid UTF-8 included) is a ValueError
+            return f"not valid JSON: {exc}"
+        except Exception as exc:
+            return _failed(exc)
+        return self._values(obj, raw)
+
+    def _values(self, obj: Any, raw: bytes | str | None) -> list[Any] | str:
+        """`values_obj`; with `raw` (what `obj` was parsed from), repeated keys are rejected too."""
         eid_f, key_f, ts_f, label_f = self._reserved
         if not isinstance(obj, dict):
             return f"event is a JSON {type(obj).__name__}, not an object"
         try:
-            event_id = obj.get(eid_f)
-            if not isinstance(event_id, str) or not event_id:
+            get = obj.get  # one lookup per field (a sentinel for "missing", not `in` and then [])
+            event_id = get(eid_f)
+            if type(event_id) is not str:
+                if not isinstance(event_id, str):
+                    raise _Bad(f"{eid_f} is missing or not a non-empty string")
+                event_id = str(event_id)  # a str subclass (check_obj) is stored as str
+            if not event_id:
                 raise _Bad(f"{eid_f} is missing or not a non-empty string")
-            key = obj.get(key_f)
+            key = get(key_f)
             if isinstance(key, bool) or not isinstance(key, str | int) or key == "":
                 raise _Bad(f"{key_f} is missing or not a string/integer")
-            if ts_f not in obj:
+            sent_ts = get(ts_f, _MISSING)
+            if sent_ts is _MISSING:
                 raise _Bad(f"{ts_f} is missing")
-            ts = obj[ts_f]
-            ts = ts if type(ts) is int and ts > 100_000_000_000 else to_epoch_ms(ts)  # epoch ms: as is
+            ts = sent_ts if type(sent_ts) is int and sent_ts > 100_000_000_000 else to_epoch_ms(sent_ts)  # ms: as is
             if not MIN_EPOCH_MS <= ts <= MAX_EPOCH_MS:
-                raise _Bad(f"{ts_f} {obj[ts_f]!r:.40} is out of range (years 1 to 9999)")
-            if label_f not in obj:
+                raise _Bad(f"{ts_f} {describe(sent_ts)} is out of range (years 1 to 9999)")
+            label = get(label_f, _MISSING)
+            if label is _MISSING:
                 raise _Bad(f"{label_f} is missing")
-            label = obj[label_f]
             if label is True or label == 1:
                 label = 1
             elif label is False or label == 0:
                 label = 0
             else:
-                raise _Bad(f"{label_f} must be true/false or 0/1, got {label!r:.40}")
-            values = [event_id, key if type(key) is str else str(key), ts, label]
+                raise _Bad(f"{label_f} must be true/false or 0/1, got {describe(label)}")
+            values = [event_id, key if type(key) is str else _key_text(key), ts, label]
             append = values.append
             for name, check in self._checks:
-                if name not in obj:
+                v = get(name, _MISSING)
+                if v is _MISSING:
                     raise _Bad(f"{name} is missing")
-                append(check(obj[name]))
+                append(check(v))
+            if raw is not None:
+                quotes = self._quotes
+                if quotes and type(raw) is bytes and len(obj) == len(values):
+                    # The hot path: accepted, no extra fields, so the string values are known (see `_quotes`)
+                    # and one count of '"' shows that no key repeats.
+                    if type(key) is not str:
+                        quotes -= 2
+                    if type(sent_ts) is not str:
+                        quotes -= 2
+                    if raw.count(b'"') == quotes:
+                        return values
+                repeated = _duplicate(raw, obj)
+                if repeated is not None:
+                    return repeated
         except _Bad as bad:
-            return str(bad)
+            # A repeated key comes first: the value checked may not be the one the producer meant.
+            return (_duplicate(raw, obj) if raw is not None else None) or str(bad)
+        except Exception as exc:  # a value no check foresaw must not escape: it would stop the stream
+            return _failed(exc)
         return values
 
-    def check(self, raw: bytes | str) -> EventCheck:
-        try:
-            obj = _loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return EventCheck(None, f"not valid JSON: {exc}")
-        return self.check_obj(obj)
 
-    def values(self, raw: bytes | str) -> list[Any] | str:
-        """`check` for the ingestion hot path: values in `spec.event_fields` order, or the reason."""
-        try:
-            obj = _loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return f"not valid JSON: {exc}"
-        return self.values_obj(obj)
+def _duplicate(raw: bytes | str, obj: dict[str, Any]) -> str | None:
+    """The reason for `raw` (parsed as `obj`) when a key repeats in one of its objects, else None. Never raises."""
+    try:
+        repeated = _repeated_key(raw, 2 * (len(obj) + list(map(type, obj.values())).count(str)))
+    except Exception as exc:
+        return _failed(exc)
+    return None if repeated is None else f"duplicate key {describe(repeated)}"
+
+
+def _key_text(key: int) -> str:
+    return str(int(key))  # an int subclass (bool excluded by the check) as its plain digits
+
+
+# A JSON string or one structural character; numbers, literals and whitespace fall between the matches.
+# Possessive quantifiers: linear on any input, no backtracking.
+_TOKENS = re.compile(r'"(?:[^"\\]++|\\.)*+"|[{}\[\]:]', re.DOTALL)
+
+
+def _repeated_key(raw: bytes | str, quotes: int) -> str | None:
+    """A key that appears twice in one object of `raw`, or None; `quotes`: 2 x (keys + string values) of the
+    object orjson parsed from it (repeats collapsed).
+
+    orjson keeps the last of repeated keys silently; a producer that repeats keys is broken. A cheap test
+    first: every '"' of raw delimits a key or a string value, unless it is escaped or nested. When the top
+    level has exactly as many as its keys and string values need, there is no other key, so none repeats.
+    Only events with escaped quotes, nested strings or repeats pay for the scan that names the key.
+    """
+    if raw.count('"' if isinstance(raw, str) else b'"') == quotes:
+        return None
+    text = raw if isinstance(raw, str) else bytes(raw).decode()  # orjson accepted it: valid UTF-8
+    # One set of keys per open object (None for an array): a loop, not recursion, so any depth is fine.
+    stack: list[set[str] | None] = []
+    last_string = ""
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first == '"':
+            last_string = token
+        elif first == ":":  # the string just before a colon is a key of the innermost object
+            key = last_string[1:-1] if "\\" not in last_string else json.loads(last_string)
+            keys = stack[-1]
+            if keys is not None:
+                if key in keys:
+                    return key
+                keys.add(key)
+        elif first == "{":
+            stack.append(set())
+        elif first == "[":
+            stack.append(None)
+        else:
+            stack.pop()
+    return None
 
 
 _CHECKERS: dict[int, EventChecker] = {}
