@@ -89,7 +89,7 @@ def trained_model(
         )
     metadata = dict(reported[-1].metadata or {})
     record = TrainedModel.from_dict(metadata["trained_model"].value)
-    tracking_uri = mlflow.resolved_tracking_uri()
+    tracking_uri = mlflow.display_uri()  # links in metadata: no user:token@
     experiment = mlflow.client().get_run(record.mlflow_run_id).info.experiment_id if record.mlflow_run_id else "0"
     epochs = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and m.get("type") == "epoch"]
     metadata.update(

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from pipelines.config import setting
 from pipelines.errors import FlywheelError
+from pipelines.redact import redact_url, split_userinfo
 
 
 class MLflowResource(ConfigurableResource):
@@ -24,11 +25,23 @@ class MLflowResource(ConfigurableResource):
             raise FlywheelError("no MLflow server configured: run `flywheel up` or set MLFLOW_TRACKING_URI")
         return value
 
+    def display_uri(self) -> str:
+        """The URI to show (metadata, logs, messages): without `user:token@` or secret query values."""
+        return redact_url(self.resolved_tracking_uri())
+
+    def credentials(self) -> tuple[str, dict[str, str]]:
+        """(URI without userinfo, MLFLOW_TRACKING_USERNAME/PASSWORD taken from it): MLflow reads both
+        variables, and a URI without credentials cannot leak them into its error messages."""
+        uri, user, password = split_userinfo(self.resolved_tracking_uri())
+        found = {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+        return uri, {k: v for k, v in found.items() if v is not None}
+
     def configure(self) -> str:
-        """Point the mlflow module at the server (with request timeouts) and return the URI."""
+        """Point the mlflow module at the server (with request timeouts) and return the URI (no credentials)."""
         import mlflow
 
-        uri = self.resolved_tracking_uri()
+        uri, credentials = self.credentials()
+        os.environ.update(credentials)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.request_timeout_s))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
         mlflow.set_tracking_uri(uri)
@@ -40,9 +53,14 @@ class MLflowResource(ConfigurableResource):
         return MlflowClient(tracking_uri=self.configure())
 
     def env(self) -> dict[str, str]:
-        """Variables to hand to an external process (torchrun, a pod) so it reaches the same server."""
+        """Variables to hand to an external process (torchrun, a pod) so it reaches the same server.
+
+        Credentials from the URI come as MLFLOW_TRACKING_USERNAME/PASSWORD, which the Kubernetes launcher
+        never writes into a pod spec (pods read them from the `flywheel-mlflow` Secret)."""
+        uri, credentials = self.credentials()
         return {
-            "MLFLOW_TRACKING_URI": self.resolved_tracking_uri(),
+            **credentials,
+            "MLFLOW_TRACKING_URI": uri,
             "MLFLOW_EXPERIMENT_NAME": self.experiment,
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.request_timeout_s),
         }

@@ -14,6 +14,7 @@ orchestration, the Pipes client wrapper); the rest is in pipelines/training/ (k8
 k8s_watch.py job watcher and pod reports, torchrun.py command and log tails) and raises FlywheelError,
 which the launchers turn into a Failure.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -23,7 +24,6 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from dagster import (
@@ -43,18 +43,16 @@ from pipelines.config import int_setting, project_root, setting
 from pipelines.errors import FlywheelError
 from pipelines.training import k8s as manifests
 from pipelines.training import torchrun
+from pipelines.training.failure import TrainingFailed
 from pipelines.training.k8s_watch import (
+    BoundedApi,
     JobWatcher,
-    TrainingJobError,
     WatchSettings,
     delete_quietly,
     load_kube_config,
     pod_failure,
     short_error,
 )
-
-# Credentials reach Kubernetes pods through Secrets (envFrom `secrets`), never as literal env in a pod spec.
-SECRET_ENV = ("LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 
 class TrainingLauncher(ConfigurableResource):
@@ -75,18 +73,14 @@ class TrainingLauncher(ConfigurableResource):
 
 @contextmanager
 def failures_for_dagster() -> Iterator[None]:
-    """FlywheelError (pipelines/) -> dagster.Failure, keeping the pods and log tail as metadata."""
+    """FlywheelError (pipelines/) -> dagster.Failure, with where it ran and the log tail as metadata."""
     try:
         yield
     except FlywheelError as exc:
-        metadata: dict[str, Any] = {}
-        if isinstance(exc, TrainingJobError):
-            if exc.job:
-                metadata["job"] = MetadataValue.text(exc.job)
-            if exc.pods:
-                metadata["pod"] = MetadataValue.text(", ".join(exc.pods))
-            if exc.log_tail:
-                metadata["log_tail"] = MetadataValue.md(f"```\n{exc.log_tail}\n```")
+        details = exc.details() if isinstance(exc, TrainingFailed) else {}
+        metadata = {k: MetadataValue.text(v) for k, v in details.items()}
+        if "log_tail" in details:
+            metadata["log_tail"] = MetadataValue.md(f"```\n{details['log_tail']}\n```")
         raise Failure(description=str(exc), metadata=metadata) from exc
 
 
@@ -137,21 +131,11 @@ class LocalTrainingLauncher(TrainingLauncher):
             shutil.rmtree(log_dir, ignore_errors=True)  # kept only when something failed
             return invocation
         except DagsterPipesExecutionError as exc:
-            tail = torchrun.worker_log_tail(Path(log_dir), self.log_tail_lines)
-            why = str(exc)
-            if torchrun.deadline_prefix(self.timeout_s) and f"code {torchrun.TIMEOUT_EXIT_CODE}" in why:
-                why = f"it ran past timeout_s={self.timeout_s:g}s and was stopped ({why}); raise timeout_s if expected"
-            raise Failure(
-                description=(
-                    f"training failed on this machine ({self.describe()}): {why}. Last worker log lines:\n{tail}\n"
-                    "Fix the cause above and re-run; a re-run with the same Dagster run id resumes from the last "
-                    "checkpoint."
-                ),
-                metadata={
-                    "torchrun_log_dir": MetadataValue.path(log_dir),
-                    "log_tail": MetadataValue.md(f"```\n{tail}\n```"),
-                },
-            ) from exc
+            where, lines = self.describe(), self.log_tail_lines
+            with failures_for_dagster():
+                raise torchrun.local_failure(
+                    str(exc), where=where, log_dir=log_dir, tail_lines=lines, timeout_s=self.timeout_s
+                ) from exc
 
 
 # ---- Kubernetes ------------------------------------------------------------------------------------
@@ -187,7 +171,7 @@ class K8sTrainingLauncher(TrainingLauncher):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     service_account: str = "flywheel-trainer"
     config_maps: list[str] = Field(default_factory=lambda: ["flywheel-env"])
-    secrets: list[str] = Field(default_factory=lambda: ["flywheel-lakefs"])
+    secrets: list[str] = Field(default_factory=lambda: ["flywheel-lakefs", "flywheel-mlflow"])
     image_pull_secrets: list[str] = Field(default_factory=list)
     checkpoint_claim: str = Field(default="", description="PVC for checkpoints (survive a rescheduled pod)")
     ttl_seconds_after_finished: int = 3600
@@ -196,6 +180,7 @@ class K8sTrainingLauncher(TrainingLauncher):
     startup_timeout_s: float = Field(default=900, description="longest wait for the pod(s) to start running")
     poll_interval_s: float = Field(default=5.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0, description="timeout of every Kubernetes API call")
+    log_read_timeout_s: float = Field(default=300.0, gt=0, description="silence on the log stream before a reconnect")
     load_incluster_config: bool | None = None
     kubeconfig_file: str | None = None
     kube_context: str | None = None
@@ -233,7 +218,7 @@ class K8sTrainingLauncher(TrainingLauncher):
             entry_args=list(entry_args),
             namespace=self.resolved_namespace(),
             gpus_per_node=self.resolved_gpus(),
-            env={k: v for k, v in env.items() if k not in SECRET_ENV},
+            env=manifests.pod_env(env)[0],  # credentials come from the `secrets`, never literal env
             checkpoint_claim=self.checkpoint_claim or None,
             labels={manifests.RUN_ID_LABEL: run_id},
         )
@@ -242,10 +227,15 @@ class K8sTrainingLauncher(TrainingLauncher):
         name = manifests.dns_label(f"flywheel-train-{context.run_id[:8]}-{context.retry_number}")
         with failures_for_dagster():
             cfg = self.pod_config(name, entry_args, env, context.run_id)
+            if withheld := manifests.pod_env(env)[1]:
+                context.log.info(f"kept out of the pod spec (pods read credentials from {cfg.secrets}): {withheld}")
             load_kube_config(self.load_incluster_config, self.kubeconfig_file, self.kube_context)
             if self.nodes == 1:
                 return self._launch_pod(context, cfg, extras)
             return self._launch_job(context, cfg, extras)
+
+    def _bounded(self, api: Any) -> BoundedApi:
+        return BoundedApi(api, self.request_timeout_s, self.log_read_timeout_s)
 
     def watch_settings(self) -> WatchSettings:
         names = ("startup_timeout_s", "poll_interval_s", "request_timeout_s", "log_tail_lines")
@@ -262,10 +252,10 @@ class K8sTrainingLauncher(TrainingLauncher):
             kube_context=self.kube_context,
             poll_interval=self.poll_interval_s,
             startup_timeout_s=self.startup_timeout_s,
-            request_timeout_s=self.request_timeout_s,
+            timeouts=(self.request_timeout_s, self.log_read_timeout_s),
         )
         namespace = cfg.namespace
-        core = kubernetes.client.CoreV1Api()
+        core = self._bounded(kubernetes.client.CoreV1Api())
         t = self.request_timeout_s
         context.log.info(f"launching a training pod in {namespace}: {self.describe()}")
         try:
@@ -295,9 +285,9 @@ class K8sTrainingLauncher(TrainingLauncher):
         import kubernetes
         from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
 
-        core = kubernetes.client.CoreV1Api()
-        batch = kubernetes.client.BatchV1Api()
-        custom = kubernetes.client.CustomObjectsApi()
+        core = self._bounded(kubernetes.client.CoreV1Api())
+        batch = self._bounded(kubernetes.client.BatchV1Api())
+        custom = self._bounded(kubernetes.client.CustomObjectsApi())
         reader = PipesK8sPodLogsMessageReader()
         with open_pipes_session(
             context=context, extras=extras, context_injector=PipesEnvContextInjector(), message_reader=reader
@@ -326,18 +316,18 @@ class K8sTrainingLauncher(TrainingLauncher):
 
 
 class BoundedPipesK8sClient(PipesK8sClient):
-    """dagster-k8s's PipesK8sClient with every wait bounded and the pod left for the caller to inspect.
+    """dagster-k8s's PipesK8sClient with every wait and API call bounded, the pod left for the caller to inspect.
 
     The stock `run` waits up to a day for a pod that is not there (its wait loop treats "no such pod" as
-    "not created yet"), so a pod deleted while the run streams its logs would hang the step. Here the pod
-    must show up and start within `startup_timeout_s`, and once its log stream ends it must still be
-    readable within a few polls; otherwise the wait fails and the launcher reports why.
+    "not created yet") and polls without request timeouts, so a deleted pod or a stalled API server hangs
+    the step. Here the pod must start within `startup_timeout_s`, be readable within a few polls after its
+    log stream ends, and every call has a timeout (BoundedApi); otherwise the launcher reports why.
     """
 
-    def __init__(self, *, startup_timeout_s: float, request_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(self, *, startup_timeout_s: float, timeouts: tuple[float, float], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.startup_timeout_s = startup_timeout_s
-        self.request_timeout_s = request_timeout_s
+        self.timeouts = timeouts  # (each API call, silence on the log stream): see BoundedApi
         self.pod_name: str | None = None
 
     def run(  # type: ignore[override]
@@ -351,11 +341,15 @@ class BoundedPipesK8sClient(PipesK8sClient):
         extras: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> PipesClientCompletedInvocation:
-        from dagster_k8s.client import DagsterKubernetesClient, WaitForPodState
+        from dagster_k8s.client import DagsterKubernetesClient, PatchedApiClient, WaitForPodState
         from dagster_k8s.pipes import build_pod_body, get_pod_name
+        from kubernetes.client import BatchV1Api, CoreV1Api
 
         self._load_k8s_config()
-        client = DagsterKubernetesClient.production_client()
+        client = DagsterKubernetesClient.production_client(  # its pod wait passes no timeout: BoundedApi adds one
+            core_api_override=BoundedApi(CoreV1Api(api_client=PatchedApiClient()), *self.timeouts),
+            batch_api_override=BoundedApi(BatchV1Api(api_client=PatchedApiClient()), *self.timeouts),
+        )
         with open_pipes_session(
             context=context, extras=extras, context_injector=self.context_injector, message_reader=self.message_reader
         ) as session:
@@ -368,7 +362,7 @@ class BoundedPipesK8sClient(PipesK8sClient):
                 base_pod_meta=base_pod_meta,
                 base_pod_spec=base_pod_spec,
             )
-            client.core_api.create_namespaced_pod(namespace, body, _request_timeout=self.request_timeout_s)
+            client.core_api.create_namespaced_pod(namespace, body)
             self.pod_name = pod_name
             client.wait_for_pod(
                 pod_name,

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.redact import redact_url
+
 CONTAINER = "trainer"
 RENDEZVOUS_PORT = 29500
 WORKSPACE = "/workspace"
@@ -31,6 +33,16 @@ STATE_DIR = f"{WORKSPACE}/state"  # FLYWHEEL_STATE_DIR: checkpoints land in <it>
 PART_OF = "flywheel"
 RUN_ID_LABEL = "flywheel.dev/dagster-run-id"
 JOB_LABEL = "flywheel.dev/training-job"
+# Credentials reach pods only through Secrets (envFrom `secrets`: flywheel-lakefs, flywheel-mlflow), never
+# as literal env in a pod spec, where anyone who may read pods or Jobs sees them.
+SECRET_ENV = frozenset(
+    {
+        *("LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY"),
+        *("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"),
+        *("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+    }
+)
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|ACCESS_KEY", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,7 @@ class TrainingPodConfig:
     service_account: str = "flywheel-trainer"
     env: Mapping[str, str] = field(default_factory=dict)
     config_maps: Sequence[str] = ("flywheel-env",)  # envFrom
-    secrets: Sequence[str] = ("flywheel-lakefs",)  # envFrom, optional (credentials)
+    secrets: Sequence[str] = ("flywheel-lakefs", "flywheel-mlflow")  # envFrom, optional (credentials)
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: Sequence[str] = ()
     ttl_seconds_after_finished: int = 3600
@@ -68,6 +80,22 @@ class TrainingPodConfig:
     @property
     def service_name(self) -> str:
         return self.name  # headless Service: pod i resolves as <name>-i.<name>
+
+
+def pod_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(what may be written into a pod spec, names withheld): credential variables are dropped, and URLs
+    lose their `user:password@` and secret query values (MLFLOW_TRACKING_URI's credentials reach the pod
+    as MLFLOW_TRACKING_USERNAME/PASSWORD from the flywheel-mlflow Secret)."""
+    kept: dict[str, str] = {}
+    withheld: list[str] = []
+    for name, value in env.items():
+        if name in SECRET_ENV or _SECRET_NAME.search(name):
+            withheld.append(name)
+            continue
+        kept[name] = redact_url(value)
+        if kept[name] != value:
+            withheld.append(name)
+    return kept, withheld
 
 
 def dns_label(text: str, max_len: int = 52) -> str:
@@ -123,7 +151,7 @@ def container(cfg: TrainingPodConfig, command: list[str], extra_env: Sequence[Ma
         {"name": "FLYWHEEL_STATE_DIR", "value": STATE_DIR},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         *extra_env,
-        *({"name": k, "value": v} for k, v in sorted(cfg.env.items())),
+        *({"name": k, "value": v} for k, v in sorted(pod_env(cfg.env)[0].items())),
     ]
     env_from = [{"configMapRef": {"name": n, "optional": True}} for n in cfg.config_maps]
     env_from += [{"secretRef": {"name": n, "optional": True}} for n in cfg.secrets]

@@ -3,20 +3,23 @@
 `JobWatcher` polls a multi-node training job (an Indexed Job or a Kubeflow PyTorchJob) and its pods with
 deadlines; `describe_pod` turns a pod into one line of reasons (OOMKilled, ImagePullBackOff,
 Unschedulable, Evicted...), exit codes, what to do, and its last log lines. Failures raise
-`TrainingJobError` (a FlywheelError) carrying the pods and their log tail; the Dagster resource turns it
-into a `Failure`. Every API call passes `_request_timeout`.
+`TrainingFailed` (a FlywheelError) carrying the pods and their log tail; the Dagster resource turns it
+into a `Failure`. Every API call passes `_request_timeout`, and `BoundedApi` adds one to the calls that
+dagster-k8s makes without (its pod wait), so a stalled API server fails the step instead of hanging it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pipelines.errors import FlywheelError
 from pipelines.training import k8s as manifests
+from pipelines.training.failure import TrainingFailed
 from pipelines.training.torchrun import last_lines
 
 log = logging.getLogger("flywheel.training")
@@ -43,14 +46,8 @@ BAD_WAITING = frozenset(
 )
 
 
-class TrainingJobError(FlywheelError):
-    """Training on Kubernetes failed; `pods` names the pods involved and `log_tail` holds their last lines."""
-
-    def __init__(self, message: str, *, job: str = "", pods: Sequence[str] = (), log_tail: str = "") -> None:
-        super().__init__(message)
-        self.job = job
-        self.pods = list(pods)
-        self.log_tail = log_tail
+class KubernetesUnavailable(FlywheelError):
+    """The Kubernetes API server did not answer a call in time (or the connection failed)."""
 
 
 def short_error(exc: BaseException) -> str:
@@ -63,6 +60,53 @@ def _is_not_found(exc: BaseException) -> bool:
     import kubernetes
 
     return isinstance(exc, kubernetes.client.ApiException) and exc.status == 404
+
+
+class BoundedApi:
+    """A kubernetes API object (CoreV1Api, BatchV1Api, CustomObjectsApi) whose every call has a timeout.
+
+    A call without `_request_timeout` (dagster-k8s's `wait_for_pod` polls without one) gets `timeout_s`, a
+    longer one is cut to it. A followed log stream (`follow=True`) instead gets (connect timeout_s, read
+    stream_read_timeout_s): a trainer may be silent for minutes, and dagster-k8s reconnects after a read
+    timeout; before each (re)connect one bounded read of the pod checks that the API server still answers.
+    A timeout or a failed connection raises KubernetesUnavailable (API errors such as 404 pass unchanged).
+    """
+
+    def __init__(self, api: Any, timeout_s: float, stream_read_timeout_s: float) -> None:
+        self._api = api
+        self.timeout_s = timeout_s
+        self.stream_read_timeout_s = stream_read_timeout_s
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._api, name)
+        if name.startswith("_") or not callable(method):
+            return method
+
+        @functools.wraps(method)
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("follow"):
+                where = args[:2] if len(args) >= 2 else (kwargs.get("name"), kwargs.get("namespace"))
+                self._call("read_namespaced_pod", self._api.read_namespaced_pod, tuple(where), {})
+                kwargs["_request_timeout"] = (self.timeout_s, self.stream_read_timeout_s)
+            else:
+                given = kwargs.get("_request_timeout")
+                limit = min(given, self.timeout_s) if isinstance(given, int | float) else self.timeout_s
+                kwargs["_request_timeout"] = limit
+            return self._call(name, method, args, kwargs)
+
+        return bounded
+
+    def _call(self, name: str, method: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        import urllib3
+
+        kwargs.setdefault("_request_timeout", self.timeout_s)
+        try:
+            return method(*args, **kwargs)
+        except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or dropped connections
+            raise KubernetesUnavailable(
+                f"the Kubernetes API server did not answer {name} within {self.timeout_s:g}s "
+                f"({short_error(exc)}): check that it is reachable and not overloaded, then re-run the step"
+            ) from exc
 
 
 # ---- pod descriptions --------------------------------------------------------------------------------
@@ -126,10 +170,10 @@ def describe_pod(core: Any, name: str, namespace: str, tail_lines: int, timeout:
 
 def pod_failure(
     core: Any, name: str, namespace: str, what: str, cause: BaseException, tail_lines: int, timeout: float
-) -> TrainingJobError:
+) -> TrainingFailed:
     """The error for a failed single training pod (`what` describes the launch): its report and the cause."""
     report = describe_pod(core, name, namespace, tail_lines, timeout)
-    return TrainingJobError(
+    return TrainingFailed(
         f"training pod {namespace}/{name} failed ({what}): {report.text}\n(cause: {short_error(cause)})",
         pods=[f"{namespace}/{name}"],
         log_tail=report.log_tail,
@@ -171,7 +215,7 @@ class WatchSettings:
 
 
 class JobWatcher:
-    """Polls a training job and its pods with deadlines; raises TrainingJobError with the reason when it fails.
+    """Polls a training job and its pods with deadlines; raises TrainingFailed with the reason when it fails.
 
     core, batch, custom: kubernetes CoreV1Api, BatchV1Api and CustomObjectsApi (or stand-ins with the same
     methods).
@@ -235,7 +279,7 @@ class JobWatcher:
             if time.monotonic() > deadline:
                 pods = self.pods()
                 pending = [describe_pod_object(p) for p in pods] or ["no pod was created"]
-                raise TrainingJobError(
+                raise TrainingFailed(
                     f"training job {self.where} did not start within {self.settings.startup_timeout_s:.0f}s: "
                     + "; ".join(pending)
                     + ". Check GPU capacity, node selectors and tolerations.",
@@ -251,14 +295,14 @@ class JobWatcher:
                 raise self.failure(f"pod {pod.metadata.name} cannot start")
 
     def job_state(self) -> str:
-        """running | succeeded (raises TrainingJobError when the job failed or was deleted)."""
+        """running | succeeded (raises TrainingFailed when the job failed or was deleted)."""
         try:
             if self.settings.kind == "pytorchjob":
                 return self._pytorchjob_state()
             job = self.batch.read_namespaced_job(self.cfg.name, self.cfg.namespace, _request_timeout=self.t)
         except Exception as exc:
             if _is_not_found(exc):
-                raise TrainingJobError(
+                raise TrainingFailed(
                     f"training job {self.where} was deleted while running (by hand, or by its TTL): re-run the "
                     "step; it resumes from the last checkpoint when checkpoint_claim is set",
                     job=self.where,
@@ -298,7 +342,7 @@ class JobWatcher:
                 raise self.failure("no result within activeDeadlineSeconds")
             self.settings.sleep(self.settings.poll_interval_s)
 
-    def failure(self, headline: str) -> TrainingJobError:
+    def failure(self, headline: str) -> TrainingFailed:
         """The error for a failed job: the headline, then each pod's description and last log lines."""
         parts = [f"training job {self.where} failed: {headline}"]
         try:
@@ -312,4 +356,4 @@ class JobWatcher:
         ]
         parts += [r.text for r in reports]
         tail = "\n".join(f"--- {r.name}\n{r.log_tail}" for r in reports if r.log_tail)
-        return TrainingJobError("\n".join(parts), job=self.where, pods=[r.name for r in reports], log_tail=tail)
+        return TrainingFailed("\n".join(parts), job=self.where, pods=[r.name for r in reports], log_tail=tail)

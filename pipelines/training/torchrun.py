@@ -12,6 +12,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipelines.training.failure import TrainingFailed
+
 PIPES_MARKER = "__dagster_pipes_version"
 TIMEOUT_EXIT_CODE = 124  # coreutils `timeout`: the command ran past its deadline
 
@@ -68,3 +70,16 @@ def worker_log_tail(log_dir: Path, lines: int) -> str:
             out.append(f"--- {path.relative_to(log_dir)}")
             out.extend(tail)
     return "\n".join(out) or "(no worker output)"
+
+
+def local_failure(why: str, *, where: str, log_dir: str, tail_lines: int, timeout_s: float) -> TrainingFailed:
+    """The error for a torchrun that exited non-zero (`why`), with its workers' last log lines."""
+    tail = worker_log_tail(Path(log_dir), tail_lines)
+    if deadline_prefix(timeout_s) and f"code {TIMEOUT_EXIT_CODE}" in why:
+        why = f"it ran past timeout_s={timeout_s:g}s and was stopped ({why}); raise timeout_s if expected"
+    return TrainingFailed(
+        f"training failed on this machine ({where}): {why}. Last worker log lines:\n{tail}\n"
+        "Fix the cause above and re-run; a re-run with the same Dagster run id resumes from the last checkpoint.",
+        log_tail=tail,
+        log_dir=log_dir,
+    )

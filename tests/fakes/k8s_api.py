@@ -11,6 +11,11 @@ The "kubelet" of the fake plays a behaviour per pod, picked by the test:
 Jobs (completionMode Indexed) create one pod per completion index, like the Job controller; PyTorchJobs
 (kubeflow.org/v1) create a master and worker pods with PET_* env, like the Kubeflow training operator.
 Deleting a pod ends its log streams and kills its process. Every request is recorded in `requests`.
+
+A stalled API server (accepts connections, never answers) is played with `stall_after`:
+  "pod-created"  once a pod has been created, every later request hangs without an answer
+  "log-stream"   once a followed log stream opens, it goes silent and every later request hangs
+Hung requests are recorded in `stalled_requests` and released (connection closed) when the server stops.
 """
 
 from __future__ import annotations
@@ -149,6 +154,10 @@ class FakeKubernetesAPI:
         self.requests: list[tuple[str, str]] = []
         self.created: list[tuple[str, str]] = []  # (kind, name)
         self.deleted: list[tuple[str, str]] = []
+        self.stall_after: str | None = None  # "pod-created" | "log-stream": see the module docstring
+        self.stalled = threading.Event()
+        self.released = threading.Event()
+        self.stalled_requests: list[tuple[str, str]] = []
         self.lock = threading.RLock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
@@ -163,6 +172,7 @@ class FakeKubernetesAPI:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.released.set()
         for pod in list(self.pods.values()):
             pod.delete()
         self.httpd.shutdown()
@@ -388,6 +398,11 @@ def _handler(api: FakeKubernetesAPI):
             parsed = urlparse(self.path)
             query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
             path = parsed.path
+            if api.stalled.is_set():  # a stalled API server: the request hangs, then the connection drops
+                api.stalled_requests.append((method, path))
+                api.released.wait()
+                self.close_connection = True
+                return
             api.requests.append((method, path))
             if m := pod_re.match(path):
                 return self._pods(method, m.group(1), m.group(2), m.group(3), query)
@@ -412,7 +427,10 @@ def _handler(api: FakeKubernetesAPI):
             if name is None:
                 if method == "POST":
                     pod = api.create_pod(ns, self._body())
-                    return self._send(201, pod.body)
+                    self._send(201, pod.body)
+                    if api.stall_after == "pod-created":
+                        api.stalled.set()
+                    return
                 with api.lock:
                     items = [
                         p.body
@@ -448,8 +466,13 @@ def _handler(api: FakeKubernetesAPI):
                 self.wfile.flush()
                 if tail is not None or not follow:
                     return
+                if api.stall_after == "log-stream":
+                    api.stalled.set()
                 sent = len(lines)
                 while True:
+                    if api.stalled.is_set():  # silent from now on, like every other request
+                        api.released.wait()
+                        return
                     with api.lock:
                         fresh = pod.log[sent:]
                     for ts, line in fresh:

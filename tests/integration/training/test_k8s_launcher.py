@@ -220,3 +220,22 @@ def test_cancelled_run_deletes_its_job_and_service(fake_api) -> None:
         pass
     assert ("Job", next(n for k, n in fake_api.created if k == "Job")) in fake_api.deleted
     assert not fake_api.jobs and not fake_api.services and not fake_api.pods
+
+
+@pytest.mark.parametrize("stall_after", ["pod-created", "log-stream"])
+def test_a_stalled_api_server_fails_the_step_within_the_bound(fake_api, stall_after: str) -> None:
+    """The API server accepts connections and never answers, first during the pod wait (dagster-k8s polls
+    without a request timeout of its own), then while the pod's log is streamed: the step fails with the
+    reason within a bound set by request_timeout_s / log_read_timeout_s, instead of hanging."""
+    fake_api.behaviour = "hang"
+    fake_api.stall_after = stall_after
+    trainer = launcher(fake_api.kubeconfig_path, request_timeout_s=0.5, log_read_timeout_s=1.0, startup_timeout_s=10)
+    outcome: dict = {}
+    step = threading.Thread(target=lambda: outcome.update(result=run(trainer)), daemon=True)
+    started = time.monotonic()
+    step.start()
+    step.join(timeout=90)
+    assert not step.is_alive(), f"the step still waits on a stalled API server after {time.monotonic() - started:.0f}s"
+    assert fake_api.stalled_requests, "the fake API server never stalled"
+    text = failure_text(outcome["result"])
+    assert "the Kubernetes API server did not answer" in text and "within 0.5s" in text

@@ -30,9 +30,11 @@ from kubernetes.client import (
 
 from pipelines.errors import FlywheelError
 from pipelines.training import k8s
+from pipelines.training.failure import TrainingFailed
 from pipelines.training.k8s_watch import (
+    BoundedApi,
     JobWatcher,
-    TrainingJobError,
+    KubernetesUnavailable,
     WatchSettings,
     delete_quietly,
     describe_pod,
@@ -171,7 +173,7 @@ def test_failed_job_raises_with_every_pods_reason_and_log_tail() -> None:
     pods = V1PodList(items=[pod("job-1-0", "Failed", index="0", terminated=("OOMKilled", 137)), pod("job-1-1")])
     core = Api(list_namespaced_pod=pods, read_namespaced_pod_log="epoch 1\nepoch 2")
     batch = Api(read_namespaced_job=job(("Failed", "BackoffLimitExceeded", "Job has reached the backoff limit")))
-    with pytest.raises(TrainingJobError) as caught:
+    with pytest.raises(TrainingFailed) as caught:
         watcher(core, batch).job_state()
     err = caught.value
     assert "training job flywheel/job-1 failed: Job failed: BackoffLimitExceeded" in str(err)
@@ -186,7 +188,7 @@ def test_job_state_running_succeeded_deleted() -> None:
     assert watcher(Api(), Api(read_namespaced_job=job())).job_state() == "running"
     assert watcher(Api(), Api(read_namespaced_job=job(("Complete", "", "")))).job_state() == "succeeded"
     assert watcher(Api(), Api(read_namespaced_job=job(succeeded=2))).job_state() == "succeeded"
-    with pytest.raises(TrainingJobError, match="was deleted while running"):
+    with pytest.raises(TrainingFailed, match="was deleted while running"):
         watcher(Api(), Api(read_namespaced_job=not_found())).job_state()
     with pytest.raises(ApiException):  # anything else is not ours to explain
         watcher(Api(), Api(read_namespaced_job=ApiException(status=500))).job_state()
@@ -203,7 +205,7 @@ def test_pytorchjob_state_from_its_conditions() -> None:
     assert watcher(Api(), custom=done, **kind).job_state() == "succeeded"
     failed = Api(get_namespaced_custom_object=obj({"type": "Failed", "status": "True", "message": "pod x failed"}))
     core = Api(list_namespaced_pod=V1PodList(items=[]))
-    with pytest.raises(TrainingJobError, match="PyTorchJob failed: pod x failed"):
+    with pytest.raises(TrainingFailed, match="PyTorchJob failed: pod x failed"):
         watcher(core, custom=failed, **kind).job_state()
 
 
@@ -220,7 +222,7 @@ def test_master_pod_is_found_for_both_job_kinds() -> None:
 def test_a_pod_that_cannot_start_is_reported_not_waited_out() -> None:
     pods = V1PodList(items=[pod("job-1-0", "Pending", index="0", waiting="ImagePullBackOff")])
     w = watcher(Api(list_namespaced_pod=pods), Api(read_namespaced_job=job()), startup_timeout_s=3600)
-    with pytest.raises(TrainingJobError, match="pod job-1-0 cannot start") as caught:
+    with pytest.raises(TrainingFailed, match="pod job-1-0 cannot start") as caught:
         w.wait_for_master_running()
     assert "ImagePullBackOff" in str(caught.value)
 
@@ -235,7 +237,7 @@ def test_start_deadline_names_the_pending_pods() -> None:
         poll_interval_s=0.5,
         sleep=sleeps.append,
     )
-    with pytest.raises(TrainingJobError, match="did not start within 0s") as caught:
+    with pytest.raises(TrainingFailed, match="did not start within 0s") as caught:
         w.wait_for_master_running()
     assert "Unschedulable: 0/2 nodes are available" in str(caught.value) and caught.value.pods == ["job-1-0"]
 
@@ -243,7 +245,7 @@ def test_start_deadline_names_the_pending_pods() -> None:
 def test_completion_fails_fast_on_a_failed_pod() -> None:
     pods = V1PodList(items=[pod("job-1-1", "Failed", index="1", terminated=("Error", 3))])
     w = watcher(Api(list_namespaced_pod=pods, read_namespaced_pod_log=""), Api(read_namespaced_job=job()))
-    with pytest.raises(TrainingJobError, match="pod job-1-1 failed"):
+    with pytest.raises(TrainingFailed, match="pod job-1-1 failed"):
         w.wait_for_completion()
     assert watcher(Api(), Api(read_namespaced_job=job(("Complete", "", "")))).wait_for_completion() is None
 
@@ -294,3 +296,59 @@ def test_delete_quietly_never_raises(caplog: pytest.LogCaptureFixture) -> None:
     done = SimpleNamespace(n=0)
     delete_quietly(lambda: setattr(done, "n", done.n + 1))
     assert done.n == 1
+
+
+# ---- every call bounded -----------------------------------------------------------------------------
+
+
+class RawApi:
+    """A kubernetes API object as dagster-k8s uses it: calls may come without _request_timeout."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.fail = fail
+        self.api_client = object()  # a plain attribute passes through
+
+    def list_namespaced_pod(self, *args: Any, **kwargs: Any) -> str:
+        self.calls.append(("list_namespaced_pod", args, kwargs))
+        if self.fail:
+            raise self.fail
+        return "pods"
+
+    def read_namespaced_pod(self, *args: Any, **kwargs: Any) -> str:
+        self.calls.append(("read_namespaced_pod", args, kwargs))
+        return "pod"
+
+    def read_namespaced_pod_log(self, *args: Any, **kwargs: Any) -> str:
+        self.calls.append(("read_namespaced_pod_log", args, kwargs))
+        return "stream"
+
+
+def test_bounded_api_gives_every_call_a_timeout() -> None:
+    raw = RawApi()
+    api = BoundedApi(raw, timeout_s=5.0, stream_read_timeout_s=120.0)
+    assert api.list_namespaced_pod(namespace=NS, field_selector="metadata.name=p") == "pods"  # dagster's pod wait
+    api.list_namespaced_pod(NS, _request_timeout=2.0)  # a shorter one is kept
+    api.list_namespaced_pod(NS, _request_timeout=3600)  # a longer one is cut
+    assert [kw["_request_timeout"] for _, _, kw in raw.calls] == [5.0, 2.0, 5.0]
+    assert api.api_client is raw.api_client
+
+
+def test_a_followed_log_stream_checks_the_server_then_reads_with_a_long_silence_bound() -> None:
+    raw = RawApi()
+    api = BoundedApi(raw, timeout_s=5.0, stream_read_timeout_s=120.0)
+    assert api.read_namespaced_pod_log("p-0", NS, follow=True, _preload_content=False, _request_timeout=3600)
+    (probe, pargs, pkw), (stream, _, skw) = raw.calls
+    assert (probe, pargs, pkw["_request_timeout"]) == ("read_namespaced_pod", ("p-0", NS), 5.0)
+    assert stream == "read_namespaced_pod_log" and skw["_request_timeout"] == (5.0, 120.0)
+
+
+def test_a_timeout_becomes_one_sentence_and_api_errors_pass_unchanged() -> None:
+    import urllib3
+
+    stalled = urllib3.exceptions.ReadTimeoutError(None, "/api/v1/pods", "Read timed out. (read timeout=5.0)")
+    with pytest.raises(KubernetesUnavailable, match=r"did not answer list_namespaced_pod within 5s") as caught:
+        BoundedApi(RawApi(fail=stalled), 5.0, 120.0).list_namespaced_pod(NS)
+    assert "re-run the step" in str(caught.value) and isinstance(caught.value, FlywheelError)
+    with pytest.raises(ApiException):  # a 404 stays a 404: callers tell "deleted" from "unreachable"
+        BoundedApi(RawApi(fail=not_found()), 5.0, 120.0).list_namespaced_pod(NS)

@@ -83,11 +83,11 @@ def test_no_image_is_one_sentence_for_the_step(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_flywheel_errors_become_failures_with_pod_metadata() -> None:
-    from pipelines.training.k8s_watch import TrainingJobError
+    from pipelines.training.failure import TrainingFailed
     from resources.training import failures_for_dagster
 
     with pytest.raises(Failure) as caught, failures_for_dagster():
-        raise TrainingJobError("training job ns/j failed: OOM", job="ns/j", pods=["j-0", "j-1"], log_tail="boom")
+        raise TrainingFailed("training job ns/j failed: OOM", job="ns/j", pods=["j-0", "j-1"], log_tail="boom")
     failure = caught.value
     assert failure.description == "training job ns/j failed: OOM"
     assert failure.metadata["job"].value == "ns/j" and failure.metadata["pod"].value == "j-0, j-1"
