@@ -7,8 +7,10 @@ SDK raises its own exceptions (NotFoundException, ConflictException, ...).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 
 from starlette.applications import Starlette
@@ -471,48 +473,82 @@ class Api:
         return StreamingResponse(wire.read_file(blob_path, start, length), status_code=status, headers=headers)
 
 
+Handler = Callable[[Request], Awaitable[Response] | Response]
+
+
+def _dispatch(handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
+    """One endpoint for all methods of a path; sync handlers (blocking file reads) run in a worker thread."""
+
+    async def endpoint(request: Request) -> Response:
+        handler = handlers["GET" if request.method == "HEAD" else request.method]
+        if inspect.iscoroutinefunction(handler):
+            return await handler(request)
+        return await run_in_threadpool(handler, request)
+
+    return endpoint
+
+
+def _not_implemented(what: str) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        return wire.error_response(
+            501, f"{what} ({request.method} {request.url.path}) is not implemented by the embedded lakeFS server"
+        )
+
+    return endpoint
+
+
 def build_app(store: Store, credentials: Credentials) -> Starlette:
     api = Api(store)
     r = f"{API}/repositories/{{repository}}"
-    routes = [
-        Route(f"{API}/healthcheck", api.healthcheck, methods=["GET"]),
-        Route(f"{API}/setup_lakefs", api.setup_state, methods=["GET"]),
-        Route(f"{API}/setup_lakefs", api.setup, methods=["POST"]),
-        Route(f"{API}/config", api.config, methods=["GET"]),
-        Route(f"{API}/config/version", api.version, methods=["GET"]),
-        Route(f"{API}/config/storage", api.storage, methods=["GET"]),
-        Route(f"{API}/user", api.user, methods=["GET"]),
-        Route(f"{API}/repositories", api.list_repositories, methods=["GET"]),
-        Route(f"{API}/repositories", api.create_repository, methods=["POST"]),
-        Route(r, api.get_repository, methods=["GET"]),
-        Route(r, api.delete_repository, methods=["DELETE"]),
-        Route(f"{r}/metadata", api.repository_metadata, methods=["GET"]),
-        Route(f"{r}/branches", api.list_branches, methods=["GET"]),
-        Route(f"{r}/branches", api.create_branch, methods=["POST"]),
-        Route(f"{r}/branches/{{branch}}", api.get_branch, methods=["GET"]),
-        Route(f"{r}/branches/{{branch}}", api.delete_branch, methods=["DELETE"]),
-        Route(f"{r}/branches/{{branch}}", api.reset_branch, methods=["PUT"]),
-        Route(f"{r}/branches/{{branch}}/hard_reset", api.hard_reset, methods=["PUT"]),
-        Route(f"{r}/branches/{{branch}}/revert", api.revert, methods=["POST"]),
-        Route(f"{r}/branches/{{branch}}/commits", api.commit, methods=["POST"]),
-        Route(f"{r}/branches/{{branch}}/cherry-pick", api.cherry_pick, methods=["POST"]),
-        Route(f"{r}/branches/{{branch}}/objects/copy", api.copy_object, methods=["POST"]),
-        Route(f"{r}/branches/{{branch}}/diff", api.diff_branch, methods=["GET"]),
-        Route(f"{r}/branches/{{branch}}/objects", api.upload_object, methods=["POST"]),
-        Route(f"{r}/branches/{{branch}}/objects", api.delete_object, methods=["DELETE"]),
-        Route(f"{r}/branches/{{branch}}/objects/delete", api.delete_objects, methods=["POST"]),
-        Route(f"{r}/refs/{{ref}}/commits", api.log, methods=["GET"]),
-        Route(f"{r}/refs/{{sourceRef}}/merge/{{destinationBranch}}", api.merge, methods=["POST"]),
-        Route(f"{r}/refs/{{leftRef}}/diff/{{rightRef}}", api.diff_refs, methods=["GET"]),
-        Route(f"{r}/commits/{{commitId}}", api.get_commit, methods=["GET"]),
-        Route(f"{r}/refs/{{ref}}/objects", api.get_object, methods=["GET", "HEAD"]),
-        Route(f"{r}/refs/{{ref}}/objects/stat", api.stat_object, methods=["GET"]),
-        Route(f"{r}/refs/{{ref}}/objects/ls", api.list_objects, methods=["GET"]),
-        Route(f"{r}/tags", api.list_tags, methods=["GET"]),
-        Route(f"{r}/tags", api.create_tag, methods=["POST"]),
-        Route(f"{r}/tags/{{tag}}", api.get_tag, methods=["GET"]),
-        Route(f"{r}/tags/{{tag}}", api.delete_tag, methods=["DELETE"]),
+    endpoints: list[tuple[str, str, Handler]] = [
+        (f"{API}/healthcheck", "GET", api.healthcheck),
+        (f"{API}/setup_lakefs", "GET", api.setup_state),
+        (f"{API}/setup_lakefs", "POST", api.setup),
+        (f"{API}/config", "GET", api.config),
+        (f"{API}/config/version", "GET", api.version),
+        (f"{API}/config/storage", "GET", api.storage),
+        (f"{API}/user", "GET", api.user),
+        (f"{API}/repositories", "GET", api.list_repositories),
+        (f"{API}/repositories", "POST", api.create_repository),
+        (r, "GET", api.get_repository),
+        (r, "DELETE", api.delete_repository),
+        (f"{r}/metadata", "GET", api.repository_metadata),
+        (f"{r}/branches", "GET", api.list_branches),
+        (f"{r}/branches", "POST", api.create_branch),
+        (f"{r}/branches/{{branch}}", "GET", api.get_branch),
+        (f"{r}/branches/{{branch}}", "DELETE", api.delete_branch),
+        (f"{r}/branches/{{branch}}", "PUT", api.reset_branch),
+        (f"{r}/branches/{{branch}}/hard_reset", "PUT", api.hard_reset),
+        (f"{r}/branches/{{branch}}/revert", "POST", api.revert),
+        (f"{r}/branches/{{branch}}/commits", "POST", api.commit),
+        (f"{r}/branches/{{branch}}/cherry-pick", "POST", api.cherry_pick),
+        (f"{r}/branches/{{branch}}/objects/copy", "POST", api.copy_object),
+        (f"{r}/branches/{{branch}}/diff", "GET", api.diff_branch),
+        (f"{r}/branches/{{branch}}/objects", "POST", api.upload_object),
+        (f"{r}/branches/{{branch}}/objects", "DELETE", api.delete_object),
+        (f"{r}/branches/{{branch}}/objects/delete", "POST", api.delete_objects),
+        (f"{r}/refs/{{ref}}/commits", "GET", api.log),
+        (f"{r}/refs/{{sourceRef}}/merge/{{destinationBranch}}", "POST", api.merge),
+        (f"{r}/refs/{{leftRef}}/diff/{{rightRef}}", "GET", api.diff_refs),
+        (f"{r}/commits/{{commitId}}", "GET", api.get_commit),
+        (f"{r}/refs/{{ref}}/objects", "GET", api.get_object),
+        (f"{r}/refs/{{ref}}/objects/stat", "GET", api.stat_object),
+        (f"{r}/refs/{{ref}}/objects/ls", "GET", api.list_objects),
+        (f"{r}/tags", "GET", api.list_tags),
+        (f"{r}/tags", "POST", api.create_tag),
+        (f"{r}/tags/{{tag}}", "GET", api.get_tag),
+        (f"{r}/tags/{{tag}}", "DELETE", api.delete_tag),
+        # Documented on paths served above, not implemented here: 501 says so (and Allow lists them).
+        (f"{r}/metadata", "POST", _not_implemented("setting repository metadata")),
+        (f"{r}/metadata", "DELETE", _not_implemented("deleting repository metadata")),
+        (f"{r}/branches/{{branch}}/objects", "PUT", _not_implemented("staging an object by physical address")),
+        (f"{r}/refs/{{sourceRef}}/merge/{{destinationBranch}}", "GET", _not_implemented("finding a merge base")),
     ]
+    by_path: dict[str, dict[str, Handler]] = {}
+    for path, method, handler in endpoints:
+        by_path.setdefault(path, {})[method] = handler
+    # One route per path, so a 405's Allow header lists every method the path supports (RFC 9110).
+    routes = [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
 
     async def store_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LakeServerError)
@@ -522,7 +558,7 @@ def build_app(store: Store, credentials: Credentials) -> Starlette:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 404:
             return wire.error_response(404, f"no such API route: {request.method} {request.url.path}")
-        return wire.error_response(exc.status_code, str(exc.detail))
+        return wire.error_response(exc.status_code, str(exc.detail), exc.headers)  # e.g. 405's Allow
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # The details (paths, values) stay in the server log; the client gets an id to find them by.

@@ -97,3 +97,12 @@ def test_non_string_fields_are_400(http: TestClient) -> None:
     for body in ({"type": "object", "path": 5}, {"type": "common_prefix", "path": ["a"]}, {"type": 1}):
         _bad(http.put(f"{REPO}/branches/main", json=body))
     _bad(http.post(f"{REPO}/refs/main/merge/main", json={"strategy": ["x"]}), "strategy")
+
+
+def test_a_wrong_method_is_405_listing_every_method_of_the_path(http: TestClient) -> None:
+    answer = http.request("TRACE", "/api/v1/setup_lakefs")
+    assert answer.status_code == 405
+    assert set(answer.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
+    unimplemented = http.put(f"{REPO}/branches/main/objects", params={"path": "a"})
+    assert unimplemented.status_code == 501 and "not implemented" in unimplemented.json()["message"]
+    assert "PUT" in http.request("TRACE", f"{REPO}/branches/main/objects").headers["allow"]
