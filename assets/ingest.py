@@ -22,15 +22,13 @@ from dagster import (
     Output,
     RetryPolicy,
     asset,
-    in_process_executor,
 )
 from pydantic import Field
 
-from pipelines.features.build import SparkDuringRead
 from pipelines.ingest import stages
-from pipelines.ingest.parallel import KafkaConsumerFactory
-from pipelines.ingest.runner import CONSUMER_DEFAULTS
 from pipelines.lake import lake_uri
+from pipelines.lineage import keys
+from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch
 from pipelines.spec import load_spec
 from resources.kafka import KafkaResource
 from resources.lakefs import LakeFSResource
@@ -42,26 +40,19 @@ GROUP = "ingestion"
 RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 
 
+_DEFAULTS = stages.IngestSettings()
+
+
 class IngestConfig(Config):
+    """The run's bounds, shown in the launchpad; defaults are IngestSettings' (one place)."""
+
     spec: str = Field(default="", description="spec path or built-in name; empty = FLYWHEEL_SPEC or transactions")
-    max_events: int | None = Field(default=5_000_000, description="stop reading after this many events")
-    max_seconds: float = Field(default=600.0, description="stop reading after this many seconds")
+    max_events: int | None = Field(default=_DEFAULTS.max_events, description="stop reading after this many events")
+    max_seconds: float = Field(default=_DEFAULTS.max_seconds, description="stop reading after this many seconds")
     workers: int = Field(
-        default=0, description="reader processes, each a share of partitions; 0 = automatic (see IngestSettings)"
+        default=_DEFAULTS.workers,
+        description="reader processes, each a share of partitions; 0 = automatic (see IngestSettings)",
     )
-
-
-# Executors that run every step of a run in the run's own process (the second is what
-# `JobDefinition.execute_in_process` and `materialize` substitute for the job's executor).
-_ONE_PROCESS_EXECUTORS = {in_process_executor.name, "execute_in_process_executor"}
-
-
-def _steps_share_process(context: AssetExecutionContext) -> bool:
-    return context.job_def.executor_def.name in _ONE_PROCESS_EXECUTORS
-
-
-def _spec(ref: str):
-    return load_spec(ref or None)  # the later stages use the exact spec recorded in RawBatch
 
 
 def _uri(lakefs: LakeFSResource, ref: str, path: str = "") -> MetadataValue:
@@ -84,15 +75,11 @@ def raw_events(
     lakefs: LakeFSResource,
     spark: SparkResource,
 ):
-    spec = _spec(config.spec)
+    spec = load_spec(config.spec or None)  # the later stages use the exact spec recorded in RawBatch
     settings = stages.IngestSettings(
         max_events=config.max_events, max_seconds=config.max_seconds, workers=config.workers
     )
-    # Picklable, so reader processes (one per share of partitions) can build their own consumers.
-    factory = KafkaConsumerFactory({**kafka.client_config(), **CONSUMER_DEFAULTS})
-    # When `features` runs in this process next (ingest_job's in-process executor), the JVM starts now,
-    # while Kafka is read, instead of after it; with one process per step it would start for nothing.
-    during = SparkDuringRead(spark.new_session, spec, enabled=_steps_share_process(context))
+    during = spark.during_read(context, spec)
 
     def on_progress(n: int) -> None:
         during(n)
@@ -100,14 +87,16 @@ def raw_events(
             context.log.debug(f"read {n} events")
 
     with during:
-        raw = stages.ingest_raw(lakefs.lake, factory, spec, context.run_id, settings, progress=on_progress)
+        raw = stages.ingest_raw(
+            lakefs.lake, kafka.reader_factory(), spec, context.run_id, settings, progress=on_progress
+        )
     counts = {
         "events": MetadataValue.int(raw.events),
         "valid": MetadataValue.int(raw.valid),
         "quarantined": MetadataValue.int(raw.quarantined),
         "start_offsets": MetadataValue.json(raw.start_offsets),
-        "main_commit": MetadataValue.text(raw.base_commit),
-        "topic_id": MetadataValue.text(raw.topic_id or "unknown"),
+        keys.BASE_COMMIT: MetadataValue.text(raw.base_commit),
+        keys.TOPIC_ID: MetadataValue.text(raw.topic_id or "unknown"),
     }
     if raw.topic_reset is not None:
         # The log was replaced (memory-only broker restarted, topic recreated): say so loudly, keep going.
@@ -116,7 +105,7 @@ def raw_events(
             f"{raw.topic_reset['topic_id']}; main's offsets {raw.topic_reset['previous_offsets']} belong to the "
             "old log, so the new log is read from its earliest offsets (re-sent event ids are deduplicated)"
         )
-        counts["topic_reset"] = MetadataValue.json(raw.topic_reset)
+        counts[keys.TOPIC_RESET] = MetadataValue.json(raw.topic_reset)
     if raw.nothing_new:
         message = f"nothing new on topic {raw.topic} after main's offsets {raw.start_offsets}: no branch, no commit"
         context.log.info(message)
@@ -135,12 +124,13 @@ def raw_events(
         raw,
         metadata={
             **counts,
-            "lakefs_commit": MetadataValue.text(raw.commit),
-            "lakefs_uri": _uri(lakefs, raw.commit, f"raw/{raw.topic}/"),
+            keys.RUN_ID: MetadataValue.text(context.run_id),
+            keys.LAKEFS_COMMIT: MetadataValue.text(raw.commit),
+            keys.DATASET_URI: _uri(lakefs, raw.commit, f"raw/{raw.topic}/"),
             "quarantine_uri": _uri(lakefs, raw.commit, f"quarantine/{raw.topic}/"),
-            "branch": MetadataValue.text(raw.branch),
-            "next_offsets": MetadataValue.json(raw.next_offsets),
-            "offset_ranges": MetadataValue.json(raw.offset_ranges),
+            keys.LAKEFS_BRANCH: MetadataValue.text(raw.branch),
+            keys.OFFSETS: MetadataValue.json(raw.next_offsets),
+            keys.OFFSET_RANGES: MetadataValue.json(raw.offset_ranges),
             "quarantine_reasons": MetadataValue.json(raw.reasons),
             "stopped_by": MetadataValue.text(raw.stopped_by),
             "seconds": MetadataValue.json(raw.seconds),
@@ -155,7 +145,7 @@ def raw_events(
     description="The model table (features/<spec>/) rebuilt with Spark from all raw events on the run branch: "
     "typed, deduplicated by event id, per-entity history aggregates, deterministic split, vocabularies.",
 )
-def features(context: AssetExecutionContext, raw_events: stages.RawBatch, spark: SparkResource, lakefs: LakeFSResource):
+def features(context: AssetExecutionContext, raw_events: RawBatch, spark: SparkResource, lakefs: LakeFSResource):
     feats = stages.build_features(lakefs.lake, spark.session(), raw_events.dataset_spec(), raw_events)
     context.log.info(
         f"model table: {feats.rows} rows ({feats.duplicates_dropped} duplicates dropped) in {feats.seconds:.1f}s: "
@@ -164,9 +154,10 @@ def features(context: AssetExecutionContext, raw_events: stages.RawBatch, spark:
     return Output(
         feats,
         metadata={
-            "lakefs_commit": MetadataValue.text(feats.commit),
-            "lakefs_uri": _uri(lakefs, feats.commit, feats.paths[0].rsplit("/", 1)[0] + "/"),
-            "branch": MetadataValue.text(feats.branch),
+            keys.RUN_ID: MetadataValue.text(context.run_id),
+            keys.LAKEFS_COMMIT: MetadataValue.text(feats.commit),
+            keys.DATASET_URI: _uri(lakefs, feats.commit, feats.paths[0].rsplit("/", 1)[0] + "/"),
+            keys.LAKEFS_BRANCH: MetadataValue.text(feats.branch),
             "rows": MetadataValue.int(feats.rows),
             "raw_rows": MetadataValue.int(feats.raw_rows),
             "duplicates_dropped": MetadataValue.int(feats.duplicates_dropped),
@@ -175,7 +166,7 @@ def features(context: AssetExecutionContext, raw_events: stages.RawBatch, spark:
             "vocabularies": MetadataValue.json(feats.vocabularies),
             "seconds": MetadataValue.float(feats.seconds),
             "seconds_detail": MetadataValue.json(feats.seconds_detail),
-            "offset_ranges": MetadataValue.json(raw_events.offset_ranges),
+            keys.OFFSET_RANGES: MetadataValue.json(raw_events.offset_ranges),
             "quarantined": MetadataValue.int(raw_events.quarantined),
         },
     )
@@ -183,14 +174,14 @@ def features(context: AssetExecutionContext, raw_events: stages.RawBatch, spark:
 
 def _summary_metadata(summary: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "validation": MetadataValue.json(summary.to_dict()),
+        keys.VALIDATION: MetadataValue.json(summary.to_dict()),
         "expectations": MetadataValue.int(summary.expectations),
         "expectations_failed": MetadataValue.int(summary.expectations_failed),
         "rows": MetadataValue.int(summary.rows),
         "quarantined": MetadataValue.int(summary.quarantined),
     }
     if summary.data_docs:
-        meta["data_docs"] = MetadataValue.url(summary.data_docs)
+        meta[keys.DATA_DOCS] = MetadataValue.url(summary.data_docs)
     return meta
 
 
@@ -211,8 +202,8 @@ def _summary_metadata(summary: Any) -> dict[str, Any]:
 )
 def validated_dataset(
     context: AssetExecutionContext,
-    raw_events: stages.RawBatch,
-    features: stages.FeatureBatch,
+    raw_events: RawBatch,
+    features: FeatureBatch,
     lakefs: LakeFSResource,
 ):
     lake = lakefs.lake
@@ -226,29 +217,30 @@ def validated_dataset(
             passed=False,
             severity=AssetCheckSeverity.ERROR,
             description=message[:2000],
-            metadata={**meta, "branch": MetadataValue.text(raw_events.branch or "")},
+            metadata={**meta, keys.LAKEFS_BRANCH: MetadataValue.text(raw_events.branch or "")},
         )
         context.log.error(message)
         # Not retried: the same data fails the same gate; fix the producer or the spec, then run again.
         raise Failure(
             description=message,
-            metadata={"branch": MetadataValue.text(raw_events.branch or "")},
+            metadata={keys.LAKEFS_BRANCH: MetadataValue.text(raw_events.branch or "")},
             allow_retries=False,
         )
     yield AssetCheckResult(check_name="passes_expectations", passed=True, description=summary.headline(), metadata=meta)
-    published = stages.publish(lake, spec, raw_events, features, summary)
+    published: DatasetVersion = stages.publish_dataset(lake, spec, raw_events, features, summary)
     context.log.info(f"published {published.tag} at main commit {published.commit}")
     yield Output(
-        {"commit": published.commit, "tag": published.tag, "version": published.version, "spec": spec.name},
+        published,
         data_version=DataVersion(published.commit),
         metadata={
             **meta,
-            "lakefs_commit": MetadataValue.text(published.commit),
-            "lakefs_uri": _uri(lakefs, published.commit, f"features/{spec.name}/"),
-            "dataset_tag": MetadataValue.text(published.tag),
-            "dataset_version": MetadataValue.int(published.version),
-            "offsets": MetadataValue.json(raw_events.next_offsets),
-            "offset_ranges": MetadataValue.json(raw_events.offset_ranges),
+            keys.RUN_ID: MetadataValue.text(context.run_id),
+            keys.LAKEFS_COMMIT: MetadataValue.text(published.commit),
+            keys.DATASET_URI: MetadataValue.text(published.features_uri),
+            keys.DATASET_TAG: MetadataValue.text(published.tag),
+            keys.DATASET_VERSION: MetadataValue.int(published.version),
+            keys.OFFSETS: MetadataValue.json(raw_events.next_offsets),
+            keys.OFFSET_RANGES: MetadataValue.json(raw_events.offset_ranges),
             "new_events": MetadataValue.int(raw_events.events),
             "valid": MetadataValue.int(raw_events.valid),
             "commit_metadata": MetadataValue.json(json.loads(json.dumps(published.metadata))),

@@ -2,7 +2,7 @@
 
 Thin: resolve the data version, hand the trainer (resources/training.py: local torchrun or Kubernetes)
 the commit URI and the service endpoints, and turn the trainer's Pipes report into metadata and a
-`TrainedModel` record for the optimize / evaluate / deploy stages.
+`TrainedModel` record (pipelines.lineage.records) for the optimize / evaluate / deploy stages.
 
 No RetryPolicy on purpose: a dead worker is already restarted inside the attempt (torchrun --max-restarts,
 resuming from the last checkpoint), the usual remaining failures (bad data, OOM, no GPU capacity) fail the
@@ -22,29 +22,14 @@ from dagster import (
 
 from pipelines import layout
 from pipelines.lake import MAIN, lake_uri
-from pipelines.spec import builtin_specs, load_spec, resolve_spec_path, spec_hash
-from pipelines.training.record import TrainedModel
-from pipelines.training.tracking import run_url
+from pipelines.lineage import keys
+from pipelines.lineage.records import TrainedModel
+from pipelines.spec import load_spec, spec_hash, spec_reference
+from pipelines.training.reporting import epoch_markdown
+from pipelines.training.tracking import model_version_url, run_url
 from resources.lakefs import LakeFSResource
 from resources.mlflow import MLflowResource
 from resources.training import TrainingLauncher
-
-
-def spec_argument() -> str:
-    """The spec as the trainer should name it: a built-in name, or the YAML path (must exist in the image)."""
-    path = resolve_spec_path()
-    return path.stem if path.parent.name == "builtin" and path.stem in builtin_specs() else str(path)
-
-
-def epoch_table(rows: list[dict]) -> str:
-    """The per-epoch metrics the trainer streamed through Pipes, as a Markdown table (a restart repeats epochs)."""
-    lines = ["| epoch | train loss | val AUC | val log loss | samples/s |", "| ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        lines.append(
-            f"| {int(r['epoch'])} | {r['train_loss']:.4f} | {r.get('val_auc', float('nan')):.4f} | "
-            f"{r['val_log_loss']:.4f} | {r['samples_per_second']:,.0f} |"
-        )
-    return "\n".join(lines)
 
 
 @asset(
@@ -59,7 +44,7 @@ def trained_model(
 ) -> Output[TrainedModel]:
     spec = load_spec()
     commit = lakefs.resolve(MAIN)  # pinned once: training reads this commit, whatever lands on main meanwhile
-    repository = lakefs.settings().repository
+    repository = lakefs.repository
     table = layout.features_prefix(spec)
     if not any(p.endswith(".parquet") for p in lakefs.list_paths(commit, table)):
         raise Failure(
@@ -69,16 +54,8 @@ def trained_model(
     data_uri = lake_uri(repository, commit)
     context.log.info(f"training {spec.name} on {data_uri} ({trainer.describe()})")
 
-    settings = lakefs.settings()
-    env = {
-        **mlflow.env(),
-        "LAKEFS_ENDPOINT": settings.endpoint,
-        "LAKEFS_REPOSITORY": repository,
-        "LAKEFS_ACCESS_KEY_ID": settings.access_key_id,
-        "LAKEFS_SECRET_ACCESS_KEY": settings.secret_access_key,
-        "DAGSTER_RUN_ID": context.run_id,
-    }
-    args = ["--data", data_uri, "--spec", spec_argument(), "--experiment", mlflow.experiment]
+    env = {**mlflow.env(), **lakefs.env(), "DAGSTER_RUN_ID": context.run_id}
+    args = ["--data", data_uri, "--spec", spec_reference(), "--experiment", mlflow.experiment]
     invocation = trainer.launch(context, args, env, extras={"lakefs_commit": commit, "spec_hash": spec_hash(spec)})
 
     reported = [r for r in invocation.get_results() if isinstance(r, MaterializeResult)]
@@ -90,22 +67,25 @@ def trained_model(
     metadata = dict(reported[-1].metadata or {})
     record = TrainedModel.from_dict(metadata["trained_model"].value)
     tracking_uri = mlflow.display_uri()  # links in metadata: no user:token@
-    experiment = mlflow.client().get_run(record.mlflow_run_id).info.experiment_id if record.mlflow_run_id else "0"
     epochs = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and m.get("type") == "epoch"]
     metadata.update(
         {
-            "epochs": MetadataValue.md(epoch_table(epochs)),
-            "lakefs_commit": MetadataValue.text(commit),
-            "dataset_uri": MetadataValue.text(lake_uri(repository, commit, table)),
+            "epochs": MetadataValue.md(epoch_markdown(epochs)),
+            keys.RUN_ID: MetadataValue.text(context.run_id),
+            keys.LAKEFS_COMMIT: MetadataValue.text(commit),
+            keys.DATASET_URI: MetadataValue.text(lake_uri(repository, commit, table)),
+            keys.SPEC_HASH: MetadataValue.text(record.spec_hash),
             "launcher": MetadataValue.text(trainer.describe()),
         }
     )
     # Links only to what exists: a run without MLflow or registration (--no-mlflow, --no-register) has none.
     if record.mlflow_run_id:
+        experiment = mlflow.client().get_run(record.mlflow_run_id).info.experiment_id
+        metadata[keys.MLFLOW_RUN_ID] = MetadataValue.text(record.mlflow_run_id)
         metadata["mlflow_run"] = MetadataValue.url(run_url(tracking_uri, experiment, record.mlflow_run_id))
     if record.model_version:
-        metadata["model_uri"] = MetadataValue.text(record.model_uri)
+        metadata[keys.MODEL_URI] = MetadataValue.text(record.model_uri)
         metadata["registered_model"] = MetadataValue.url(
-            f"{tracking_uri.rstrip('/')}/#/models/{record.model_name}/versions/{record.model_version}"
+            model_version_url(tracking_uri, record.model_name, record.model_version)
         )
     return Output(record, metadata=metadata, data_version=DataVersion(commit))

@@ -75,9 +75,9 @@ def raw_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     """A bare kafka-python consumer, same settings as ingestion, reading all n records; no parsing."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from pipelines.ingest.runner import CONSUMER_DEFAULTS
+    from pipelines.ingest.parallel import READER_SETTINGS
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER_DEFAULTS)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **READER_SETTINGS)
     parts = sorted(consumer.partitions_for_topic(topic) or [])
     tps = [TopicPartition(topic, p) for p in parts]
     consumer.assign(tps)
@@ -99,14 +99,14 @@ def _bare_share(bootstrap: str, topic: str, ends: dict[int, int], check_spec: st
     with `check_spec`, also the spec's parse + check of every value (what ingestion must do), nothing kept."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from pipelines.ingest.runner import CONSUMER_DEFAULTS
+    from pipelines.ingest.parallel import READER_SETTINGS
     from pipelines.spec import load_spec
     from pipelines.spec.events import checker_for
 
     check = checker_for(load_spec(check_spec)).values if check_spec else None
     gc.freeze()  # the GC setting ingestion's readers use (pipelines.ingest.parallel): at its fastest
     gc.set_threshold(100_000, 50, 100)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER_DEFAULTS)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **READER_SETTINGS)
     tps = [TopicPartition(topic, p) for p in ends]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -131,9 +131,9 @@ def parallel_consume_rate(bootstrap: str, topic: str, check_spec: str | None = N
     from kafka import KafkaConsumer
 
     from pipelines.ingest.consume import true_end_offsets
-    from pipelines.ingest.runner import CONSUMER_DEFAULTS
+    from pipelines.ingest.parallel import READER_SETTINGS
 
-    probe = KafkaConsumer(bootstrap_servers=bootstrap, **CONSUMER_DEFAULTS)
+    probe = KafkaConsumer(bootstrap_servers=bootstrap, **READER_SETTINGS)
     ends = true_end_offsets(probe, topic)
     probe.close()
     n = len(ends)

@@ -11,3 +11,7 @@ class SpecError(FlywheelError):
 
 class StackError(FlywheelError):
     """The embedded stack could not be started, stopped or reached."""
+
+
+class LakeError(FlywheelError):
+    """A lakeFS call or a lakeFS URI failed; the message names the call or URI and what to do."""

@@ -5,12 +5,11 @@ Write-audit-publish: every run writes on its own branch, commits, is audited, an
 only when told to:
 
     lake = Lake.from_env()
-    wap = lake.wap(run_id)                     # branch ingest-<run_id>, from main
-    wap.open()
+    wap = lake.wap(run_id).open()              # branch ingest-<run_id>, from main (or open(source=<commit>))
     wap.write_json("features/x/_meta/a.json", {...})
-    commit_id = wap.commit("features for run ...", {"dagster_run_id": run_id})
+    commit_id = wap.commit("features for run ...", {keys.STAGE: "features"})   # + flywheel.run_id
     ...audit the data at wap.uri("features/x/") (an immutable commit)...
-    wap.publish()                              # merge into main, then delete the branch
+    wap.publish()                              # merge into main (retry-safe), then delete the branch
 
 A branch that is never published stays for debugging (`lake.delete_branch` removes it). Publishing
 may happen in another process: `lake.wap(run_id).publish()` finds the branch by name.
@@ -36,8 +35,10 @@ import lakefs
 import urllib3
 from lakefs import exceptions as lakefs_errors
 
-from pipelines.config import setting
-from pipelines.errors import FlywheelError
+from pipelines.config import float_setting, setting
+from pipelines.errors import LakeError
+from pipelines.lineage import keys
+from pipelines.lineage.uris import URI_SCHEME, LakeURI, lake_uri  # noqa: F401  (re-exported: lake.LakeURI)
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,7 @@ NAMESPACE_ENV = "LAKEFS_STORAGE_NAMESPACE"
 TIMEOUT_ENV = "LAKEFS_TIMEOUT_S"
 DEFAULT_REPOSITORY = "flywheel"
 MAIN = "main"
-URI_SCHEME = "lakefs://"
 _COPY_CHUNK = 8 * 1024 * 1024
-
-
-class LakeError(FlywheelError):
-    """A lakeFS call failed; the message names the call, the endpoint and what to do."""
 
 
 class LakeUnavailableError(LakeError):
@@ -96,7 +92,7 @@ class LakeFSSettings:
             "secret_access_key": get(SECRET_ENV),
             "repository": get(REPOSITORY_ENV) or DEFAULT_REPOSITORY,
             "storage_namespace": get(NAMESPACE_ENV) or None,
-            "read_timeout_s": _seconds(TIMEOUT_ENV, get(TIMEOUT_ENV), 60.0),
+            "read_timeout_s": float_setting(TIMEOUT_ENV, default=60.0, positive=True, environ=environ),
         }
         values.update({k: v for k, v in overrides.items() if v not in (None, "")})
         env_names = {"endpoint": ENDPOINT_ENV, "access_key_id": KEY_ENV, "secret_access_key": SECRET_ENV}
@@ -111,16 +107,6 @@ class LakeFSSettings:
     @property
     def namespace(self) -> str:
         return self.storage_namespace or f"local://{self.repository}"
-
-
-def _seconds(name: str, raw: str | None, default: float) -> float:
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = float("nan")
-    if not value > 0:  # NaN, zero and negative alike
-        raise LakeError(f"{name}={raw!r} is not a timeout: give a positive number of seconds, e.g. {name}=60")
-    return value
 
 
 def make_client(settings: LakeFSSettings) -> lakefs.Client:
@@ -145,32 +131,6 @@ def make_client(settings: LakeFSSettings) -> lakefs.Client:
 
 
 # ---- URIs ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LakeURI:
-    """`lakefs://<repository>/<ref>/<path>`; for lineage the ref is always a commit id."""
-
-    repository: str
-    ref: str
-    path: str
-
-    def __str__(self) -> str:
-        return f"{URI_SCHEME}{self.repository}/{self.ref}/{self.path}"
-
-    @classmethod
-    def parse(cls, uri: str) -> LakeURI:
-        if not uri.startswith(URI_SCHEME):
-            raise LakeError(f"not a lakeFS URI: {uri!r} (expected lakefs://<repository>/<ref>/<path>)")
-        repository, _, rest = uri[len(URI_SCHEME) :].partition("/")
-        ref, _, path = rest.partition("/")
-        if not repository or not ref:
-            raise LakeError(f"not a lakeFS URI: {uri!r} (expected lakefs://<repository>/<ref>/<path>)")
-        return cls(repository, ref, path)
-
-
-def lake_uri(repository: str, ref: str, path: str = "") -> str:
-    return str(LakeURI(repository, ref, path))
 
 
 def run_branch_name(run_id: str, prefix: str = "ingest") -> str:
@@ -375,57 +335,33 @@ class Lake:
 
     # -- write-audit-publish --
 
-    def wap(self, run_id: str, prefix: str = "ingest", source: str = MAIN) -> WriteAuditPublish:
-        return WriteAuditPublish(self, run_branch_name(run_id, prefix), run_id, source)
-
-    def publish(
-        self, branch: str, into: str = MAIN, message: str | None = None, metadata: Mapping[str, str] | None = None
-    ) -> str:
-        """Merges a run branch into `into` and deletes it; returns the commit `into` now points at.
-
-        Retry-safe: if an earlier call merged but did not get to delete the branch, the branch adds nothing
-        to `into` any more, so the failed merge is taken as done and the branch is deleted.
-        """
-        try:
-            commit_id = self.merge(branch, into, message or f"Publish {branch} into {into}", metadata)
-        except LakeConflictError:
-            raise
-        except LakeError:
-            try:
-                merged_before = self.adds_nothing(branch, into)
-            except LakeError:
-                merged_before = False
-            if not merged_before:
-                raise  # the merge's own error
-            commit_id = self.resolve(into)
-            log.info("%s was already merged into %s (an earlier attempt); deleting the branch", branch, into)
-        self.delete_branch(branch, missing_ok=True)
-        log.info("published %s into %s at %s", branch, into, commit_id)
-        return commit_id
-
-    def adds_nothing(self, source: str, into: str = MAIN) -> bool:
-        """True when `source` holds no change that `into` lacks (a three-dot diff: since their merge base)."""
-        with self._call(f"diffing {source!r} against {into!r}"):
-            changes = self.repository.ref(into).diff(source, max_amount=1, type="three_dot")
-            return next(iter(changes), None) is None
+    def wap(self, run_id: str, prefix: str = "ingest", into: str = MAIN) -> WriteAuditPublish:
+        """The run's branch `<prefix>-<run_id>`, to be published into `into`; another process finds it by run id."""
+        return WriteAuditPublish(self, run_branch_name(run_id, prefix), run_id, into)
 
 
 class WriteAuditPublish:
-    """One run's branch: write, commit, audit at the commit, publish only when told to."""
+    """One run's branch: write, commit with lineage, audit at the commit, publish only when told to.
 
-    def __init__(self, lake: Lake, branch: str, run_id: str, source: str = MAIN) -> None:
+    The one write-audit-publish of Flywheel: ingestion (pipelines.ingest.stages) and `flywheel dataset
+    reset-offsets` both go through it. Publishing merges the branch into `into` and deletes it, and is
+    retry-safe: a merge that an earlier attempt already made is recognized, never made twice.
+    """
+
+    def __init__(self, lake: Lake, branch: str, run_id: str, into: str = MAIN) -> None:
         self.lake = lake
         self.branch = branch
         self.run_id = run_id
-        self.source = source
+        self.into = into
         self.commit_id: str | None = None
         self.published_commit_id: str | None = None
 
-    def open(self, fresh: bool = True) -> WriteAuditPublish:
-        """Creates the branch from source; fresh=True first drops a leftover from an earlier attempt."""
+    def open(self, source: str | None = None, fresh: bool = True) -> WriteAuditPublish:
+        """Creates the branch from `source` (default: `into`, or a commit id to pin the start);
+        fresh=True first drops a leftover from an earlier attempt."""
         if fresh:
             self.lake.delete_branch(self.branch, missing_ok=True)
-        self.lake.create_branch(self.branch, self.source, exist_ok=not fresh)
+        self.lake.create_branch(self.branch, source or self.into, exist_ok=not fresh)
         return self
 
     def write_bytes(self, path: str, data: bytes | str, content_type: str | None = None, **meta: str) -> None:
@@ -437,9 +373,14 @@ class WriteAuditPublish:
     def upload_file(self, path: str, source: Path, content_type: str | None = None) -> None:
         self.lake.upload_file(self.branch, path, source, content_type)
 
-    def commit(self, message: str, metadata: Mapping[str, str] | None = None, allow_empty: bool = False) -> str:
-        meta = {"flywheel.run_id": self.run_id, **{k: str(v) for k, v in (metadata or {}).items()}}
-        self.commit_id = self.lake.commit(self.branch, message, meta, allow_empty)
+    def delete_objects(self, paths: list[str]) -> None:
+        self.lake.delete_objects(self.branch, paths)
+
+    def _lineage(self, metadata: Mapping[str, Any] | None) -> dict[str, str]:
+        return {keys.RUN_ID: self.run_id, **{k: str(v) for k, v in (metadata or {}).items()}}
+
+    def commit(self, message: str, metadata: Mapping[str, Any] | None = None, allow_empty: bool = False) -> str:
+        self.commit_id = self.lake.commit(self.branch, message, self._lineage(metadata), allow_empty)
         return self.commit_id
 
     def uri(self, path: str = "") -> str:
@@ -448,11 +389,36 @@ class WriteAuditPublish:
             raise LakeError(f"nothing committed yet on {self.branch!r}: call commit() before asking for a URI")
         return lake_uri(self.lake.repository_id, self.commit_id, path)
 
-    def publish(self, message: str | None = None, metadata: Mapping[str, str] | None = None) -> str:
-        """Merges the branch into source and deletes it; returns the commit source now points at."""
-        meta = {"flywheel.run_id": self.run_id, **{k: str(v) for k, v in (metadata or {}).items()}}
-        self.published_commit_id = self.lake.publish(self.branch, self.source, message, meta)
-        return self.published_commit_id
+    def already_merged(self) -> bool:
+        """True when the branch holds no change that `into` lacks (a three-dot diff: since their merge base)."""
+        with self.lake._call(f"diffing {self.branch!r} against {self.into!r}"):
+            changes = self.lake.repository.ref(self.into).diff(self.branch, max_amount=1, type="three_dot")
+            return next(iter(changes), None) is None
+
+    def publish(self, message: str | None = None, metadata: Mapping[str, Any] | None = None) -> str:
+        """Merges the branch into `into` and deletes it; returns the commit `into` points at now.
+
+        Retry-safe: if an earlier attempt merged but did not get to delete the branch, the branch adds nothing
+        to `into` any more, so the failed merge is taken as done. A conflict raises LakeConflictError.
+        """
+        text = message or f"Publish {self.branch} into {self.into}"
+        try:
+            commit_id = self.lake.merge(self.branch, self.into, text, self._lineage(metadata))
+        except LakeConflictError:
+            raise
+        except LakeError:
+            try:
+                merged_before = self.already_merged()
+            except LakeError:
+                merged_before = False
+            if not merged_before:
+                raise  # the merge's own error
+            commit_id = self.lake.resolve(self.into)
+            log.info("%s was already merged into %s (an earlier attempt)", self.branch, self.into)
+        self.lake.delete_branch(self.branch, missing_ok=True)
+        self.published_commit_id = commit_id
+        log.info("published %s into %s at %s", self.branch, self.into, commit_id)
+        return commit_id
 
     def __enter__(self) -> WriteAuditPublish:
         return self
@@ -464,7 +430,7 @@ class WriteAuditPublish:
                 self.run_id,
                 exc_type.__name__,
                 self.branch,
-                self.source,
+                self.into,
             )
 
 

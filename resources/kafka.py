@@ -7,27 +7,19 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipelines.config import setting
-from pipelines.errors import FlywheelError
+from pipelines.config import kafka_bootstrap
+from pipelines.ingest.parallel import READER_SETTINGS, KafkaConsumerFactory
 
 
 class KafkaResource(ConfigurableResource):
-    """Where the broker is.
+    """Where the broker is (resources/profiles.py sets it from KAFKA_BOOTSTRAP_SERVERS)."""
 
-    Empty `bootstrap_servers` means: KAFKA_BOOTSTRAP_SERVERS, then `.flywheel/stack.env`.
-    """
-
-    bootstrap_servers: str = Field(default="", description="host:port[,host:port]; empty = from the environment")
+    bootstrap_servers: str = Field(description="host:port[,host:port]")
     request_timeout_ms: int = Field(default=30_000, description="Timeout of every Kafka request")
     client_id: str = "flywheel"
 
     def resolved_bootstrap(self) -> str:
-        value = self.bootstrap_servers or setting("KAFKA_BOOTSTRAP_SERVERS")
-        if not value:
-            raise FlywheelError(
-                "no Kafka broker configured: run `flywheel up` (local profile) or set KAFKA_BOOTSTRAP_SERVERS"
-            )
-        return value
+        return kafka_bootstrap(self.bootstrap_servers)
 
     def client_config(self) -> dict[str, Any]:
         return {
@@ -35,6 +27,11 @@ class KafkaResource(ConfigurableResource):
             "client_id": self.client_id,
             "request_timeout_ms": self.request_timeout_ms,
         }
+
+    def reader_factory(self) -> KafkaConsumerFactory:
+        """A picklable factory of ingestion readers (explicit offsets, no group commits, bulk fetches), so
+        reader processes, one per share of partitions, can build their own consumers."""
+        return KafkaConsumerFactory({**self.client_config(), **READER_SETTINGS})
 
     def consumer(self, **overrides: Any):
         from kafka import KafkaConsumer

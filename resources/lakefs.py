@@ -11,44 +11,28 @@ from pipelines.lake import DEFAULT_REPOSITORY, Lake, LakeFSSettings, WriteAuditP
 class LakeFSResource(ConfigurableResource):
     """The lakeFS repository the pipeline versions its datasets in, through the official SDK.
 
-    Empty fields mean: the LAKEFS_* environment variables, then `.flywheel/stack.env`. In deployed
-    code locations pass secrets as `dagster.EnvVar("LAKEFS_SECRET_ACCESS_KEY")`, not literals.
+    resources/profiles.py fills it from LAKEFS_* with `dagster.EnvVar`, so secrets never appear as literals.
     """
 
-    endpoint: str = Field(default="", description="lakeFS URL, e.g. http://127.0.0.1:8000; empty = LAKEFS_ENDPOINT")
-    access_key_id: str = Field(default="", description="empty = LAKEFS_ACCESS_KEY_ID")
-    secret_access_key: str = Field(default="", description="empty = LAKEFS_SECRET_ACCESS_KEY")
-    repository: str = Field(default="", description=f"repository id; empty = LAKEFS_REPOSITORY or {DEFAULT_REPOSITORY}")
+    endpoint: str = Field(description="lakeFS URL, e.g. http://127.0.0.1:8000")
+    access_key_id: str
+    secret_access_key: str
+    repository: str = Field(default=DEFAULT_REPOSITORY, description="repository id")
     storage_namespace: str = Field(default="", description="for creating the repository; empty = local://<repo>")
     connect_timeout_s: float = Field(default=5.0, description="timeout to open a connection to lakeFS")
-    read_timeout_s: float = Field(
-        default=0.0, description="timeout waiting for each lakeFS response; 0 = LAKEFS_TIMEOUT_S, else 60"
-    )
+    read_timeout_s: float = Field(default=60.0, gt=0, description="timeout waiting for each lakeFS response")
 
     _lake: Lake | None = PrivateAttr(default=None)
 
-    @classmethod
-    def from_env(cls) -> LakeFSResource:
-        """Every field filled from the environment / stack.env now (fails fast if something is missing)."""
-        s = LakeFSSettings.from_env()
-        return cls(
-            endpoint=s.endpoint,
-            access_key_id=s.access_key_id,
-            secret_access_key=s.secret_access_key,
-            repository=s.repository,
-            storage_namespace=s.storage_namespace or "",
-            read_timeout_s=s.read_timeout_s,
-        )
-
     def settings(self) -> LakeFSSettings:
-        return LakeFSSettings.from_env(
+        return LakeFSSettings(
             endpoint=self.endpoint,
             access_key_id=self.access_key_id,
             secret_access_key=self.secret_access_key,
             repository=self.repository,
-            storage_namespace=self.storage_namespace,
+            storage_namespace=self.storage_namespace or None,
             connect_timeout_s=self.connect_timeout_s,
-            read_timeout_s=self.read_timeout_s or None,  # 0: let LAKEFS_TIMEOUT_S (or its default) decide
+            read_timeout_s=self.read_timeout_s,
         )
 
     @property
@@ -57,6 +41,17 @@ class LakeFSResource(ConfigurableResource):
         if self._lake is None:
             self._lake = Lake(self.settings())
         return self._lake
+
+    def env(self) -> dict[str, str]:
+        """Variables for an external process (torchrun, a pod) to reach the same repository. Pods get the
+        credentials from a Secret instead (the Kubernetes launcher drops them from the pod spec)."""
+        return {
+            "LAKEFS_ENDPOINT": self.endpoint,
+            "LAKEFS_REPOSITORY": self.repository,
+            "LAKEFS_ACCESS_KEY_ID": self.access_key_id,
+            "LAKEFS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "LAKEFS_TIMEOUT_S": f"{self.read_timeout_s:g}",
+        }
 
     # The calls assets make most, so they read as `lakefs.resolve(...)`; everything else is on `.lake`.
 
@@ -69,8 +64,8 @@ class LakeFSResource(ConfigurableResource):
     def uri(self, ref: str, path: str = "") -> str:
         return self.lake.uri(ref, path)
 
-    def wap(self, run_id: str, prefix: str = "ingest", source: str = "main") -> WriteAuditPublish:
-        return self.lake.wap(run_id, prefix, source)
+    def wap(self, run_id: str, prefix: str = "ingest", into: str = "main") -> WriteAuditPublish:
+        return self.lake.wap(run_id, prefix, into)
 
     def read_json(self, ref: str, path: str):
         return self.lake.read_json(ref, path)

@@ -7,20 +7,19 @@ import os
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipelines.config import setting
 from pipelines.errors import FlywheelError
 from pipelines.redact import redact_url, split_userinfo
 
 
 class MLflowResource(ConfigurableResource):
-    """Empty `tracking_uri` means: MLFLOW_TRACKING_URI, then `.flywheel/stack.env`."""
+    """The tracking server (resources/profiles.py sets it from MLFLOW_TRACKING_URI)."""
 
-    tracking_uri: str = Field(default="", description="MLflow tracking server URL; empty = from the environment")
+    tracking_uri: str = Field(description="MLflow tracking server URL")
     experiment: str = Field(default="flywheel", description="Experiment for runs launched by Flywheel")
     request_timeout_s: int = Field(default=30, description="Timeout of every MLflow HTTP request")
 
     def resolved_tracking_uri(self) -> str:
-        value = self.tracking_uri or setting("MLFLOW_TRACKING_URI")
+        value = self.tracking_uri.strip()
         if not value:
             raise FlywheelError("no MLflow server configured: run `flywheel up` or set MLFLOW_TRACKING_URI")
         return value

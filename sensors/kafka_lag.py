@@ -19,10 +19,11 @@ from dagster import DagsterRunStatus, RunRequest, RunsFilter, SensorEvaluationCo
 from kafka.errors import KafkaError
 
 from jobs import ingest_job
-from pipelines.config import setting
+from pipelines.config import float_setting
 from pipelines.errors import FlywheelError
+from pipelines.guard import GuardPolicy, PastRun
 from pipelines.ingest.lag import kafka_lag
-from pipelines.ingest.runner import CONSUMER_DEFAULTS
+from pipelines.ingest.parallel import READER_SETTINGS
 from pipelines.spec import load_spec
 from resources.kafka import KafkaResource
 from resources.lakefs import LakeFSResource
@@ -34,33 +35,18 @@ STATE_TAG = "flywheel/lag_state"
 ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
-def _positive_setting(name: str, default: float) -> float:
-    raw = setting(name, str(default))
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise FlywheelError(f"{name}={raw!r} is not a number; set it to a positive number or unset it") from None
-    if value <= 0:
-        raise FlywheelError(f"{name}={raw!r} must be positive; unset it for the default {default:g}")
-    return value
-
-
 def lag_threshold() -> int:
-    return int(_positive_setting("FLYWHEEL_INGEST_LAG_THRESHOLD", DEFAULT_THRESHOLD))
+    return int(float_setting("FLYWHEEL_INGEST_LAG_THRESHOLD", default=DEFAULT_THRESHOLD, positive=True))
 
 
-def retry_decision(failure_end_times: list[float], now: float, cooldown_s: float) -> tuple[int | None, str]:
-    """For one lag state: which attempt to launch (0 = first), or None and why not."""
-    failures = len(failure_end_times)
-    if failures >= MAX_ATTEMPTS:
-        return None, (
-            f"{failures} ingest runs for this Kafka/main state failed; fix the cause (see the last run's error) "
-            "and run ingest_job by hand"
-        )
-    if failures and now - max(failure_end_times) < cooldown_s:
-        wait = cooldown_s - (now - max(failure_end_times))
-        return None, f"the last ingest run for this state failed; retrying in {wait:.0f}s (attempt {failures + 1})"
-    return failures, ""
+def guard_policy() -> GuardPolicy:
+    """The retry guard for one lag state (pipelines.guard): cooldown after a failure, breaker at MAX_ATTEMPTS."""
+    return GuardPolicy(
+        cooldown_s=float_setting("FLYWHEEL_INGEST_RETRY_COOLDOWN_S", default=DEFAULT_COOLDOWN_S, positive=True),
+        max_consecutive_failures=MAX_ATTEMPTS,
+        what="ingest run for this Kafka/main state",
+        by_hand="fix the cause (see the last run's error) and run ingest_job by hand",
+    )
 
 
 @sensor(
@@ -72,8 +58,8 @@ def kafka_lag_sensor(context: SensorEvaluationContext, kafka: KafkaResource, lak
     spec = load_spec()
     try:
         threshold = lag_threshold()
-        cooldown_s = _positive_setting("FLYWHEEL_INGEST_RETRY_COOLDOWN_S", DEFAULT_COOLDOWN_S)
-        lag = kafka_lag(lakefs.lake, lambda: kafka.consumer(**CONSUMER_DEFAULTS), spec)
+        policy = guard_policy()
+        lag = kafka_lag(lakefs.lake, lambda: kafka.consumer(**READER_SETTINGS), spec)
     except (FlywheelError, KafkaError, OSError) as exc:  # bad setting, broker or lakeFS down: say why, skip
         return SkipReason(f"cannot measure Kafka lag: {exc}")
     if lag.total < threshold:
@@ -86,11 +72,11 @@ def kafka_lag_sensor(context: SensorEvaluationContext, kafka: KafkaResource, lak
         RunsFilter(job_name=ingest_job.name, statuses=[DagsterRunStatus.FAILURE], tags={STATE_TAG: state}),
         limit=MAX_ATTEMPTS,
     )
-    attempt, why_not = retry_decision(
-        [(r.end_time or r.create_timestamp.timestamp()) for r in failed], time.time(), cooldown_s
-    )
-    if attempt is None:
-        return SkipReason(f"lag {lag.total}: {why_not}")
+    history = [PastRun(r.start_time or r.create_timestamp.timestamp(), r.end_time, failed=True) for r in failed]
+    decision = policy.decide(history, time.time())
+    if not decision.allowed:
+        return SkipReason(f"lag {lag.total}: {decision.reason}")
+    attempt = decision.attempt
     tags = {
         STATE_TAG: state,
         "flywheel/trigger": "kafka_lag",

@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from pipelines.errors import FlywheelError
+from pipelines.lineage import keys
 
-META = "flywheel."
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ def dataset_at(lake: Any, ref: str, spec_name: str) -> dict[str, Any]:
 
     for commit in commit_log(lake, ref, max_amount=200):
         meta = commit.metadata or {}
-        if meta.get(f"{META}spec") == spec_name and meta.get(f"{META}stage") == "published":
+        if meta.get(keys.SPEC) == spec_name and meta.get(keys.STAGE) == "published":
             return {
                 "ref": ref,
                 "commit": commit.id,
@@ -63,21 +63,21 @@ def dataset_at(lake: Any, ref: str, spec_name: str) -> dict[str, Any]:
                 "created": commit.creation_date,
                 "message": commit.message,
                 "spec": spec_name,
-                "spec_hash": meta.get(f"{META}spec_hash"),
-                "tag": meta.get(f"{META}dataset_tag"),
-                "version": int(meta.get(f"{META}dataset_version", 0)),
-                "run_id": meta.get(f"{META}run_id"),
-                "rows": int(meta.get(f"{META}rows", 0)),
-                "new_events": int(meta.get(f"{META}events", 0)),
-                "valid": int(meta.get(f"{META}valid", 0)),
-                "quarantined": int(meta.get(f"{META}quarantined", 0)),
-                "splits": _loads(meta.get(f"{META}splits")),
-                "offsets": _loads(meta.get(f"{META}offsets")),
-                "offset_ranges": _loads(meta.get(f"{META}offset_ranges")),
-                "topic_id": meta.get(f"{META}topic_id") or None,
-                "topic_reset": _loads(meta.get(f"{META}topic_reset")),
-                "validation": _loads(meta.get(f"{META}validation_summary")),
-                "data_docs": meta.get(f"{META}data_docs") or None,
+                "spec_hash": meta.get(keys.SPEC_HASH),
+                "tag": meta.get(keys.DATASET_TAG),
+                "version": int(meta.get(keys.DATASET_VERSION, 0)),
+                "run_id": meta.get(keys.RUN_ID),
+                "rows": int(meta.get(keys.ROWS, 0)),
+                "new_events": int(meta.get(keys.EVENTS, 0)),
+                "valid": int(meta.get(keys.VALID, 0)),
+                "quarantined": int(meta.get(keys.QUARANTINED, 0)),
+                "splits": _loads(meta.get(keys.SPLITS)),
+                "offsets": _loads(meta.get(keys.OFFSETS)),
+                "offset_ranges": _loads(meta.get(keys.OFFSET_RANGES)),
+                "topic_id": meta.get(keys.TOPIC_ID) or None,
+                "topic_reset": _loads(meta.get(keys.TOPIC_RESET)),
+                "validation": _loads(meta.get(keys.VALIDATION_SUMMARY)),
+                "data_docs": meta.get(keys.DATA_DOCS) or None,
                 "is_head": commit.id == lake.resolve(ref),
             }
     raise FlywheelError(
@@ -126,8 +126,8 @@ def _branches(args: argparse.Namespace) -> int:
     rows = []
     for name in list_branches(lake, f"{BRANCH_PREFIX}-"):
         meta = lake.commit_info(name).metadata or {}
-        state = "failed validation" if meta.get(f"{META}validation") == "failed" else "incomplete (crashed/running)"
-        stage, run_id = meta.get(f"{META}stage"), meta.get(f"{META}run_id")
+        state = "failed validation" if meta.get(keys.VALIDATION) == "failed" else "incomplete (crashed/running)"
+        stage, run_id = meta.get(keys.STAGE), meta.get(keys.RUN_ID)
         rows.append({"branch": name, "state": state, "stage": stage, "run_id": run_id})
         if args.prune:
             lake.delete_branch(name)
@@ -145,8 +145,8 @@ def _reset_offsets(args: argparse.Namespace) -> int:
     from pipelines import layout
     from pipelines.ingest.consume import true_end_offsets
     from pipelines.ingest.offsets import current_topic_id, offsets_document
-    from pipelines.ingest.runner import kafka_consumer_factory
-    from pipelines.lake import MAIN, Lake, run_branch_name
+    from pipelines.ingest.parallel import kafka_consumer_factory
+    from pipelines.lake import Lake
     from pipelines.spec import load_spec
 
     if not args.yes:
@@ -168,11 +168,9 @@ def _reset_offsets(args: argparse.Namespace) -> int:
         topic_id = current_topic_id(consumer, spec.topic.name)  # the offsets are of this log
     finally:
         consumer.close()
-    branch = run_branch_name(f"reset-offsets-{spec.topic.name}", "ops")
-    lake.delete_branch(branch)
-    lake.create_branch(branch, MAIN)
-    lake.write_json(branch, layout.offsets_path(spec), offsets_document(spec.topic.name, offsets, topic_id))
-    lake.commit(branch, f"reset offsets of {spec.topic.name} to {args.to}", {f"{META}offsets_reset": args.to})
-    commit = lake.publish(branch, MAIN, f"reset offsets of {spec.topic.name} to {args.to}")
+    wap = lake.wap(f"reset-offsets-{spec.topic.name}", prefix="ops").open()
+    wap.write_json(layout.offsets_path(spec), offsets_document(spec.topic.name, offsets, topic_id))
+    wap.commit(f"reset offsets of {spec.topic.name} to {args.to}", {keys.OFFSETS_RESET: args.to})
+    commit = wap.publish(f"reset offsets of {spec.topic.name} to {args.to}")
     print(f"offsets of {spec.topic.name} on main are now {offsets} (commit {commit})")
     return 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import kafka_bootstrap
 from pipelines.ingest.consume import ConsumeResult, consume, fewer_gc_passes, topic_partitions, true_end_offsets
 from pipelines.ingest.parse import StagedFiles, StagedWriter
 from pipelines.spec.model import DatasetSpec
@@ -161,3 +162,29 @@ def merge(topic: str, outputs: list[tuple[ConsumeResult, StagedFiles]]) -> tuple
         staged.quarantined += s.quarantined
         staged.reasons.update(s.reasons)
     return result, staged
+
+
+# Read from explicit offsets, never commit group offsets, and fail instead of silently jumping when an
+# offset fell out of the log. Bigger fetches than the defaults: ingestion reads in bulk.
+READER_SETTINGS: dict[str, Any] = {
+    "enable_auto_commit": False,
+    "auto_offset_reset": "none",
+    "group_id": None,
+    "max_partition_fetch_bytes": 8 * 1024 * 1024,
+    "fetch_max_bytes": 64 * 1024 * 1024,
+    "receive_buffer_bytes": 4 * 1024 * 1024,
+}
+
+
+def kafka_consumer_factory(bootstrap: str | None = None, **overrides: Any) -> KafkaConsumerFactory:
+    """A (picklable) factory of consumers: KAFKA_BOOTSTRAP_SERVERS (or stack.env) unless given."""
+    servers = kafka_bootstrap(bootstrap)
+    return KafkaConsumerFactory(
+        {
+            "bootstrap_servers": servers.split(","),
+            "client_id": "flywheel-ingest",
+            "request_timeout_ms": 30_000,
+            **READER_SETTINGS,
+            **overrides,
+        }
+    )

@@ -16,43 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.config import setting
-from pipelines.errors import FlywheelError
 from pipelines.features.build import SparkDuringRead
 from pipelines.ingest import stages
-from pipelines.ingest.parallel import KafkaConsumerFactory
+from pipelines.ingest.parallel import kafka_consumer_factory
 from pipelines.lake import Lake
+from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch
 from pipelines.spark import take_started
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-gx-import")
-
-# Read from explicit offsets, never commit group offsets, and fail instead of silently jumping when an
-# offset fell out of the log. Bigger fetches than the defaults: ingestion reads in bulk.
-CONSUMER_DEFAULTS: dict[str, Any] = {
-    "enable_auto_commit": False,
-    "auto_offset_reset": "none",
-    "group_id": None,
-    "max_partition_fetch_bytes": 8 * 1024 * 1024,
-    "fetch_max_bytes": 64 * 1024 * 1024,
-    "receive_buffer_bytes": 4 * 1024 * 1024,
-}
-
-
-def kafka_consumer_factory(bootstrap: str | None = None, **overrides: Any) -> KafkaConsumerFactory:
-    """A (picklable) factory of consumers: KAFKA_BOOTSTRAP_SERVERS (or stack.env) unless given."""
-    servers = bootstrap or setting("KAFKA_BOOTSTRAP_SERVERS")
-    if not servers:
-        raise FlywheelError("no Kafka broker configured: run `flywheel up` or set KAFKA_BOOTSTRAP_SERVERS")
-    return KafkaConsumerFactory(
-        {
-            "bootstrap_servers": servers.split(","),
-            "client_id": "flywheel-ingest",
-            "request_timeout_ms": 30_000,
-            **CONSUMER_DEFAULTS,
-            **overrides,
-        }
-    )
 
 
 def default_spark() -> Any:
@@ -69,10 +42,10 @@ def _preload_validation() -> None:
 
 @dataclass
 class IngestOutcome:
-    raw: stages.RawBatch
-    features: stages.FeatureBatch | None = None
+    raw: RawBatch
+    features: FeatureBatch | None = None
     validation: Any = None
-    published: stages.Published | None = None
+    published: DatasetVersion | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -84,10 +57,10 @@ class IngestOutcome:
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
-            "raw": self.raw.to_dict(),
+            "raw": self.raw.summary(),
             "features": self.features.to_dict() if self.features else None,
             "validation": self.validation.to_dict() if self.validation else None,
-            "published": vars(self.published) if self.published else None,
+            "published": self.published.to_dict() if self.published else None,
             "seconds": self.seconds,
         }
 
@@ -136,7 +109,7 @@ def run_ingest(
     if not outcome.validation.success:
         raise stages.ValidationFailedError(stages.failure_message(lake, raw, outcome.validation))
     t0 = time.monotonic()
-    outcome.published = stages.publish(lake, spec, raw, outcome.features, outcome.validation)
+    outcome.published = stages.publish_dataset(lake, spec, raw, outcome.features, outcome.validation)
     seconds["commit_merge"] = round(time.monotonic() - t0, 3)
     log.info("stage publish done: %s at main %s", outcome.published.tag, outcome.published.commit)
     return outcome

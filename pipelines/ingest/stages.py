@@ -1,10 +1,11 @@
 """Write-audit-publish ingestion as plain functions: one per stage, so a Dagster step, the CLI and a test
-run the same code. Stages hand each other small JSON-able records; the data itself lives on the branch.
+run the same code. Stages hand each other the small JSON-able records of pipelines.lineage.records; the
+data itself lives on the run branch, written through the one write-audit-publish (lake.WriteAuditPublish).
 
     raw = ingest_raw(lake, consumer_factory, spec, run_id)     # Kafka -> raw/ + quarantine/ + offsets
     feats = build_features(lake, spark, spec, raw)             # Spark model table -> features/<spec>/
     summary = validate(lake, spec, raw, feats)                 # GX + dataset checks (the gate)
-    done = publish(lake, spec, raw, feats, summary)            # one merge into main, then a tag
+    version = publish_dataset(lake, spec, raw, feats, summary) # one merge into main, then a tag
 
 Exactly once: the run branch starts at the commit of `main` whose offsets file the run read, and the
 offsets the run reached are committed on that branch with the data they produced. `main` moves only by
@@ -17,13 +18,12 @@ reset is recorded (`flywheel.topic_reset`); see pipelines.ingest.offsets.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +41,15 @@ from pipelines.ingest.offsets import (
 )
 from pipelines.ingest.parallel import KafkaConsumerFactory, consume_parallel
 from pipelines.ingest.parse import StagedWriter
-from pipelines.lake import MAIN, Lake, LakeConflictError, lake_uri, run_branch_name
+from pipelines.lake import MAIN, Lake, LakeConflictError, WriteAuditPublish, lake_uri, run_branch_name
+from pipelines.lineage import keys
+from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch
 from pipelines.spec.loader import spec_hash
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
 
 BRANCH_PREFIX = "ingest"
-META_PREFIX = "flywheel."
-DATASET_KIND = "dataset"
 FEATURE_ROWS_PER_FILE = 1_000_000
 
 
@@ -73,68 +73,6 @@ class IngestSettings:
     # per CPU: with shares of unequal size (3 partitions, 2 CPUs) one process per CPU leaves a core idle while
     # the bigger share finishes; more processes than cores even out on the cores instead.
     workers: int = 0
-
-
-@dataclass
-class RawBatch:
-    run_id: str
-    spec: str
-    topic: str
-    base_commit: str  # the `main` commit whose offsets this run started from
-    branch: str | None  # None when nothing new was found
-    commit: str | None
-    start_offsets: dict[str, int]
-    next_offsets: dict[str, int]
-    offset_ranges: dict[str, list[int]]
-    events: int
-    valid: int
-    quarantined: int
-    reasons: dict[str, int]
-    raw_paths: list[str]
-    quarantine_paths: list[str]
-    stopped_by: str
-    seconds: dict[str, float]
-    topic_id: str | None = None  # KIP-516 id of the topic read (None: the broker gives none)
-    topic_reset: dict[str, Any] | None = None  # set when the topic was recreated since main's offsets
-    spec_config: dict[str, Any] = field(default_factory=dict, repr=False)  # the exact spec, for later stages
-
-    @property
-    def nothing_new(self) -> bool:
-        return self.events == 0
-
-    def dataset_spec(self) -> DatasetSpec:
-        return DatasetSpec.model_validate(self.spec_config)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("spec_config")
-        return data
-
-
-@dataclass
-class FeatureBatch:
-    branch: str
-    commit: str
-    rows: int
-    raw_rows: int
-    duplicates_dropped: int
-    splits: dict[str, int]
-    entities: int
-    paths: list[str]
-    vocabularies: dict[str, list[str]]
-    seconds: float
-    seconds_detail: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Published:
-    commit: str  # the commit `main` points at now: what training resolves and pins
-    tag: str
-    version: int
-    metadata: dict[str, str]
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -199,20 +137,19 @@ def read_offsets(lake: Lake, ref: str, spec: DatasetSpec) -> dict[int, int]:
 
 def topic_metadata(raw: RawBatch) -> dict[str, str]:
     """The topic id read, and the reset (previous and new topic id, old offsets) when there was one."""
-    meta = {f"{META_PREFIX}topic_id": raw.topic_id or ""}
+    meta = {keys.TOPIC_ID: raw.topic_id or ""}
     if raw.topic_reset is not None:
-        meta[f"{META_PREFIX}topic_reset"] = json.dumps(raw.topic_reset, sort_keys=True)
+        meta[keys.TOPIC_RESET] = keys.dumps(raw.topic_reset)
     return meta
 
 
 def base_metadata(spec: DatasetSpec, run_id: str) -> dict[str, str]:
-    return {
-        f"{META_PREFIX}kind": DATASET_KIND,
-        f"{META_PREFIX}spec": spec.name,
-        f"{META_PREFIX}spec_hash": spec_hash(spec),
-        f"{META_PREFIX}run_id": run_id,
-        f"{META_PREFIX}topic": spec.topic.name,
-    }
+    return keys.dataset_base(spec.name, spec_hash(spec), run_id, spec.topic.name)
+
+
+def run_wap(lake: Lake, run_id: str) -> WriteAuditPublish:
+    """The run's write-audit-publish branch (ingest-<run id>), into main."""
+    return lake.wap(run_id, BRANCH_PREFIX, MAIN)
 
 
 # ---- stage 1: Kafka -> raw + quarantine on the run branch --------------------------------------------
@@ -313,30 +250,28 @@ def ingest_raw(
         return batch
 
     t0 = time.monotonic()
-    branch = run_branch_name(run_id, BRANCH_PREFIX)
-    lake.delete_branch(branch, missing_ok=True)  # a retried run starts its branch over
-    lake.create_branch(branch, source=base)
+    wap = run_wap(lake, run_id).open(source=base)  # a retried run starts its branch over, from the same base
     uploads: list[tuple[Path, str]] = []
     for local in staged.raw_files:
         uploads.append((local, layout.raw_prefix(spec) + local.name))
     for local in staged.quarantine_files:
         uploads.append((local, layout.quarantine_prefix(spec) + local.name))
     for local, path in uploads:
-        lake.upload_file(branch, path, local, "application/vnd.apache.parquet")
-    lake.write_json(branch, layout.offsets_path(spec), offsets_document(spec.topic.name, batch.next_offsets, topic_id))
+        wap.upload_file(path, local, "application/vnd.apache.parquet")
+    wap.write_json(layout.offsets_path(spec), offsets_document(spec.topic.name, batch.next_offsets, topic_id))
     batch.raw_paths = [p for _, p in uploads if p.startswith(layout.raw_prefix(spec))]
     batch.quarantine_paths = [p for _, p in uploads if p.startswith(layout.quarantine_prefix(spec))]
     meta = {
         **base_metadata(spec, run_id),
-        f"{META_PREFIX}stage": "raw",
-        f"{META_PREFIX}offsets": json.dumps(batch.next_offsets, sort_keys=True),
-        f"{META_PREFIX}offset_ranges": json.dumps(batch.offset_ranges, sort_keys=True),
-        f"{META_PREFIX}valid": str(batch.valid),
-        f"{META_PREFIX}quarantined": str(batch.quarantined),
+        keys.STAGE: "raw",
+        keys.OFFSETS: keys.dumps(batch.next_offsets),
+        keys.OFFSET_RANGES: keys.dumps(batch.offset_ranges),
+        keys.VALID: str(batch.valid),
+        keys.QUARANTINED: str(batch.quarantined),
         **topic_metadata(batch),
     }
-    batch.commit = lake.commit(branch, f"raw events of {spec.topic.name} for run {run_id}", meta)
-    batch.branch = branch
+    batch.commit = wap.commit(f"raw events of {spec.topic.name} for run {run_id}", meta)
+    batch.branch = wap.branch
     _remember(lake, batch.commit, uploads)
     shutil.rmtree(staging, ignore_errors=True)
     batch.seconds["raw_write"] = round(time.monotonic() - t0, 3)
@@ -378,21 +313,22 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
     # Replace the previous table: drop parts this build does not rewrite.
     keep = {p for _, p in uploads}
     stale = [p for p in lake.list_paths(raw.commit, prefix) if p not in keep and not p.startswith(f"{prefix}_meta/")]
+    wap = run_wap(lake, raw.run_id)
     if stale:
-        lake.delete_objects(raw.branch, stale)
+        wap.delete_objects(stale)
     t_write = time.monotonic() - t0 - t_spark
     for local, path in uploads:
-        lake.upload_file(raw.branch, path, local, "application/vnd.apache.parquet")
-    lake.write_bytes(raw.branch, layout.vocabularies_path(spec), vocabularies_json(vocab), "application/json")
+        wap.upload_file(path, local, "application/vnd.apache.parquet")
+    wap.write_bytes(layout.vocabularies_path(spec), vocabularies_json(vocab), "application/json")
     splits = {s["values"]: s["counts"] for s in table.column(layout.SPLIT_COLUMN).value_counts().to_pylist()}
     entities = pa.compute.count_distinct(table.column(spec.entity_key)).as_py()
     meta = {
         **base_metadata(spec, raw.run_id),
-        f"{META_PREFIX}stage": "features",
-        f"{META_PREFIX}rows": str(table.num_rows),
-        f"{META_PREFIX}splits": json.dumps(splits, sort_keys=True),
+        keys.STAGE: "features",
+        keys.ROWS: str(table.num_rows),
+        keys.SPLITS: keys.dumps(splits),
     }
-    commit = lake.commit(raw.branch, f"model table {spec.name} for run {raw.run_id}", meta)
+    commit = wap.commit(f"model table {spec.name} for run {raw.run_id}", meta)
     _remember(lake, commit, uploads)
     shutil.rmtree(out_dir, ignore_errors=True)
     return FeatureBatch(
@@ -444,14 +380,15 @@ def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) 
         run_name=raw.run_id,
     )
     record = {**summary.to_dict(), "run_id": raw.run_id, "features_commit": feats.commit}
-    lake.write_json(feats.branch, layout.VALIDATION_PREFIX + f"{spec.name}.json", record)
+    wap = run_wap(lake, raw.run_id)
+    wap.write_json(layout.VALIDATION_PREFIX + f"{spec.name}.json", record)
     meta = {
         **base_metadata(spec, raw.run_id),
-        f"{META_PREFIX}stage": "validation",
-        f"{META_PREFIX}validation": "passed" if summary.success else "failed",
-        f"{META_PREFIX}validation_summary": summary.headline()[:1000],
+        keys.STAGE: "validation",
+        keys.VALIDATION: "passed" if summary.success else "failed",
+        keys.VALIDATION_SUMMARY: summary.headline()[:1000],
     }
-    lake.commit(feats.branch, f"validation {'passed' if summary.success else 'FAILED'} for run {raw.run_id}", meta)
+    wap.commit(f"validation {'passed' if summary.success else 'FAILED'} for run {raw.run_id}", meta)
     return summary
 
 
@@ -476,8 +413,9 @@ def tag_name(spec: DatasetSpec, version: int) -> str:
     return f"dataset-{spec.name}-{version}"
 
 
-def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, summary: Any) -> Published:
-    """Commit the metadata and merge the run branch into main in one step, then tag the version.
+def publish_dataset(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, summary: Any) -> DatasetVersion:
+    """Commit the metadata and merge the run branch into main in one step (the WAP's publish), then tag the
+    version; returns the DatasetVersion record that training pins.
 
     Refuses when the validation on the branch did not pass, or when main moved since the run read its
     offsets (the merge would count events twice or skip them); in both cases main stays untouched.
@@ -485,13 +423,13 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
     if not summary.success:
         raise ValidationFailedError(failure_message(lake, raw, summary))
     head_meta = lake.commit_info(MAIN).metadata or {}
-    if head_meta.get(f"{META_PREFIX}run_id") == raw.run_id and head_meta.get(f"{META_PREFIX}stage") == "published":
+    if head_meta.get(keys.RUN_ID) == raw.run_id and head_meta.get(keys.STAGE) == "published":
         # A retry of this step after its merge went through: report the publication, merge nothing twice.
-        tag = head_meta[f"{META_PREFIX}dataset_tag"]
+        tag = head_meta[keys.DATASET_TAG]
         commit = lake.resolve(MAIN)
         lake.tag(tag, commit, exist_ok=True)
         lake.delete_branch(feats.branch, missing_ok=True)
-        return Published(commit, tag, int(head_meta[f"{META_PREFIX}dataset_version"]), dict(head_meta))
+        return _dataset_version(lake, spec, commit, tag, int(head_meta[keys.DATASET_VERSION]), dict(head_meta))
     head = lake.resolve(MAIN)
     if head != raw.base_commit and read_stored_offsets(lake, head, spec) != read_stored_offsets(
         lake, raw.base_commit, spec
@@ -504,35 +442,36 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
     version = dataset_version(lake, head, spec) + 1
     tag = tag_name(spec, version)
     validation_path = layout.VALIDATION_PREFIX + f"{spec.name}.json"
-    record = lake.read_json(feats.branch, validation_path)
+    wap = run_wap(lake, raw.run_id)
+    record = lake.read_json(wap.branch, validation_path)
     record["dataset_version"] = version
-    lake.write_json(feats.branch, validation_path, record)
+    wap.write_json(validation_path, record)
     meta = {
         **base_metadata(spec, raw.run_id),
-        f"{META_PREFIX}stage": "published",
-        f"{META_PREFIX}dataset_version": str(version),
-        f"{META_PREFIX}dataset_tag": tag,
-        f"{META_PREFIX}base_commit": raw.base_commit,
-        f"{META_PREFIX}offsets": json.dumps(raw.next_offsets, sort_keys=True),
-        f"{META_PREFIX}start_offsets": json.dumps(raw.start_offsets, sort_keys=True),
-        f"{META_PREFIX}offset_ranges": json.dumps(raw.offset_ranges, sort_keys=True),
-        f"{META_PREFIX}events": str(raw.events),
-        f"{META_PREFIX}valid": str(raw.valid),
-        f"{META_PREFIX}quarantined": str(raw.quarantined),
-        f"{META_PREFIX}rows": str(feats.rows),
-        f"{META_PREFIX}splits": json.dumps(feats.splits, sort_keys=True),
-        f"{META_PREFIX}features_path": layout.features_prefix(spec),
-        f"{META_PREFIX}validation": "passed",
-        f"{META_PREFIX}validation_summary": json.dumps(_compact(summary), sort_keys=True),
-        f"{META_PREFIX}data_docs": summary.data_docs or "",
+        keys.STAGE: "published",
+        keys.DATASET_VERSION: str(version),
+        keys.DATASET_TAG: tag,
+        keys.BASE_COMMIT: raw.base_commit,
+        keys.OFFSETS: keys.dumps(raw.next_offsets),
+        keys.START_OFFSETS: keys.dumps(raw.start_offsets),
+        keys.OFFSET_RANGES: keys.dumps(raw.offset_ranges),
+        keys.EVENTS: str(raw.events),
+        keys.VALID: str(raw.valid),
+        keys.QUARANTINED: str(raw.quarantined),
+        keys.ROWS: str(feats.rows),
+        keys.SPLITS: keys.dumps(feats.splits),
+        keys.FEATURES_PATH: layout.features_prefix(spec),
+        keys.VALIDATION: "passed",
+        keys.VALIDATION_SUMMARY: keys.dumps(_compact(summary)),
+        keys.DATA_DOCS: summary.data_docs or "",
         **topic_metadata(raw),
     }
     message = f"dataset {spec.name} v{version}: {raw.valid} new events, {feats.rows} rows (run {raw.run_id})"
     # The final branch commit carries the metadata too, so a fast-forward merge shows it on main as well.
-    lake.commit(feats.branch, message, meta)
+    wap.commit(message, meta)
     _crash_point("before_merge")
     try:
-        commit = lake.merge(feats.branch, MAIN, message, meta)
+        commit = wap.publish(message, meta)  # merges into main and deletes the branch
     except LakeConflictError as exc:
         raise StaleBaseError(
             f"merging {feats.branch!r} into main conflicted ({exc}): another ingestion published first; "
@@ -540,10 +479,23 @@ def publish(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, s
         ) from exc
     _crash_point("after_merge")
     lake.tag(tag, commit, exist_ok=True)
-    lake.delete_branch(feats.branch, missing_ok=True)
     prefixes = [layout.raw_prefix(spec), layout.quarantine_prefix(spec), layout.features_prefix(spec)]
     prune_cache(lake, commit, prefixes)
-    return Published(commit=commit, tag=tag, version=version, metadata=meta)
+    return _dataset_version(lake, spec, commit, tag, version, meta)
+
+
+def _dataset_version(
+    lake: Lake, spec: DatasetSpec, commit: str, tag: str, version: int, meta: dict[str, str]
+) -> DatasetVersion:
+    return DatasetVersion(
+        repository=lake.repository_id,
+        commit=commit,
+        tag=tag,
+        version=version,
+        spec=spec.name,
+        features_path=layout.features_prefix(spec),
+        metadata=dict(meta),
+    )
 
 
 def _crash_point(name: str) -> None:
@@ -574,8 +526,8 @@ def recover_tag(lake: Lake, spec: DatasetSpec) -> str | None:
         meta = lake.commit_info(MAIN).metadata or {}
     except FlywheelError:
         return None
-    tag = meta.get(f"{META_PREFIX}dataset_tag")
-    if not tag or meta.get(f"{META_PREFIX}spec") != spec.name:
+    tag = meta.get(keys.DATASET_TAG)
+    if not tag or meta.get(keys.SPEC) != spec.name:
         return None
     lake.tag(tag, lake.resolve(MAIN), exist_ok=True)
     return tag

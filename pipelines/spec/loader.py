@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from pipelines.config import setting
 from pipelines.errors import SpecError
 from pipelines.spec.model import DatasetSpec
 
@@ -27,7 +28,7 @@ def resolve_spec_path(ref: str | os.PathLike[str] | None = None) -> Path:
 
     With no reference, `FLYWHEEL_SPEC` decides, then the built-in transactions spec.
     """
-    ref = ref if ref is not None else os.environ.get("FLYWHEEL_SPEC") or DEFAULT_SPEC
+    ref = ref if ref is not None else setting("FLYWHEEL_SPEC") or DEFAULT_SPEC
     text = os.fspath(ref)
     if text in builtin_specs():
         return BUILTIN_DIR / f"{text}.yaml"
@@ -38,6 +39,13 @@ def resolve_spec_path(ref: str | os.PathLike[str] | None = None) -> Path:
             "pass a path to a YAML spec or set FLYWHEEL_SPEC"
         )
     return path
+
+
+def spec_reference(ref: str | os.PathLike[str] | None = None) -> str:
+    """The spec as another process should name it: a built-in name, or the YAML path (which must then exist
+    there too, e.g. in the training image)."""
+    path = resolve_spec_path(ref)
+    return path.stem if path.parent == BUILTIN_DIR else str(path)
 
 
 def _format_errors(path: Path, exc: ValidationError) -> str:

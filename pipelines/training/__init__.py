@@ -10,13 +10,8 @@ Modules, each testable alone:
   checkpoint  atomic per-epoch checkpoints, resume from the newest readable one
   reporting   Dagster Pipes on rank 0 (logs, per-epoch messages, materialization), plain logs otherwise
   metrics     AUC, PR-AUC, log loss, Brier, ECE; plots: loss curves, ROC, PR, calibration
-  tracking    MLflow: params, per-epoch metrics, lineage tags, dataset input, registered pyfunc model
-  serving     the pyfunc wrapper that embeds preprocessing; `load_model` for evaluation and serving
+  tracking    MLflow: params, per-epoch metrics, lineage tags (pipelines.lineage.keys), dataset input, model
+  packaging   the MLflow pyfunc wrapper that embeds preprocessing; `load_model` for evaluation and serving
   entry       the torchrun entry point (`python -m torch.distributed.run ... -m pipelines.training.entry`)
-  record      TrainedModel, the hand-off to optimize / evaluate / deploy
   k8s         Kubernetes manifests (single GPU pod, Indexed Job + headless Service, Kubeflow PyTorchJob)
 """
-
-from pipelines.training.record import TrainedModel
-
-__all__ = ["TrainedModel"]

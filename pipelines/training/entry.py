@@ -27,6 +27,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from pipelines import layout
 from pipelines.config import setting, state_dir
+from pipelines.lineage import keys
+from pipelines.lineage.records import TrainedModel
 from pipelines.spec import DatasetSpec, load_spec, spec_hash
 from pipelines.training import data as datasets
 from pipelines.training.checkpoint import CheckpointStore
@@ -35,7 +37,6 @@ from pipelines.training.loop import LoopConfig, LoopResult, Tensors, predict, tr
 from pipelines.training.metrics import classification_metrics, write_plots
 from pipelines.training.model import TabularNet, count_parameters
 from pipelines.training.preprocess import Preprocessor
-from pipelines.training.record import TrainedModel
 from pipelines.training.reporting import Reporter, open_reporter
 
 # Keep the whole train split on the GPU when it takes less than this share of free device memory.
@@ -215,20 +216,18 @@ def _start_tracking(args, spec, settings, location, splits, ctx, reporter, check
 
 
 def _lineage_tags(spec, location, reporter, ctx, nodes: int, version: str) -> dict[str, str]:
-    from pipelines.training import tracking as t
-
     tags = {
-        t.TAG_REPOSITORY: location.repository,
-        t.TAG_COMMIT: location.commit,
-        t.TAG_DATASET_URI: location.table_uri(spec),
-        t.TAG_SPEC: spec.name,
-        t.TAG_SPEC_HASH: spec_hash(spec),
-        t.TAG_CODE_VERSION: version,
-        t.TAG_DAGSTER_RUN: reporter.run_id or "",
-        t.TAG_WORLD_SIZE: str(ctx.world_size),
-        t.TAG_NODES: str(nodes),
-        t.TAG_BACKEND: ctx.backend,
-        t.TAG_HARDWARE: ctx.hardware(),
+        keys.LAKEFS_REPOSITORY: location.repository,
+        keys.LAKEFS_COMMIT: location.commit,
+        keys.DATASET_URI: location.table_uri(spec),
+        keys.SPEC: spec.name,
+        keys.SPEC_HASH: spec_hash(spec),
+        keys.CODE_VERSION: version,
+        keys.RUN_ID: reporter.run_id or "",
+        keys.WORLD_SIZE: str(ctx.world_size),
+        keys.NODES: str(nodes),
+        keys.BACKEND: ctx.backend,
+        keys.HARDWARE: ctx.hardware(),
     }
     if version != "unknown":
         tags["mlflow.source.git.commit"] = version.removesuffix("-dirty")
@@ -250,8 +249,6 @@ def _finish(args, spec, location, splits, tensors, prep, architecture, result: L
     if not ctx.is_main:
         return {}
 
-    from pipelines.training.tracking import TAG_COMMIT, TAG_REPOSITORY
-
     version = None
     if tracker:
         tracker.log_metrics(final)
@@ -272,10 +269,11 @@ def _finish(args, spec, location, splits, tensors, prep, architecture, result: L
                 input_example=example,
                 registered_name=name,
                 version_tags={
-                    TAG_REPOSITORY: location.repository,
-                    TAG_COMMIT: location.commit,
-                    "flywheel.spec_hash": spec_hash(spec),
-                    "mlflow.run_id": tracker.run_id or "",
+                    keys.LAKEFS_REPOSITORY: location.repository,
+                    keys.LAKEFS_COMMIT: location.commit,
+                    keys.SPEC_HASH: spec_hash(spec),
+                    keys.MLFLOW_RUN_ID: tracker.run_id or "",
+                    keys.RUN_ID: reporter.run_id or "",
                 },
             )
     record = TrainedModel(
@@ -307,11 +305,11 @@ def _finish(args, spec, location, splits, tensors, prep, architecture, result: L
 def _materialization_metadata(record: TrainedModel, result: LoopResult, ctx: DistContext) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "trained_model": {"raw_value": record.to_dict(), "type": "json"},
-        "model_name": record.model_name,
-        "model_version": record.model_version,
-        "mlflow_run_id": record.mlflow_run_id,
-        "lakefs_repository": record.lakefs_repository,
-        "lakefs_commit": record.lakefs_commit,
+        keys.MODEL_NAME: record.model_name,
+        keys.MODEL_VERSION: record.model_version,
+        keys.MLFLOW_RUN_ID: record.mlflow_run_id,
+        keys.LAKEFS_REPOSITORY: record.lakefs_repository,
+        keys.LAKEFS_COMMIT: record.lakefs_commit,
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,

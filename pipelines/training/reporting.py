@@ -109,3 +109,14 @@ def open_reporter(rank: int) -> Iterator[Reporter]:
             yield PipesReporter(context)
     else:
         yield LogReporter(rank)
+
+
+def epoch_markdown(rows: list[Mapping[str, float]]) -> str:
+    """Per-epoch metrics (as streamed through Pipes) as a Markdown table; a restart repeats epochs."""
+    lines = ["| epoch | train loss | val AUC | val log loss | samples/s |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(
+            f"| {int(r['epoch'])} | {r['train_loss']:.4f} | {r.get('val_auc', float('nan')):.4f} | "
+            f"{r['val_log_loss']:.4f} | {r['samples_per_second']:,.0f} |"
+        )
+    return "\n".join(lines)

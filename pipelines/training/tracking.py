@@ -1,11 +1,8 @@
 """MLflow logging from rank 0: parameters, per-epoch metrics, lineage tags, dataset inputs, plots, model.
 
-Lineage tags on every run (and on the registered model version):
-  flywheel.lakefs.repository, flywheel.lakefs.commit, flywheel.dataset.uri   the exact data version
-  flywheel.spec, flywheel.spec_hash                                         the dataset spec
-  flywheel.code_version (+ mlflow.source.git.commit when known)             git SHA, or "unknown"
-  dagster.run_id                                                            the Dagster run ("" by hand)
-  flywheel.world_size, flywheel.nodes, flywheel.backend, flywheel.hardware  where it ran
+Every run (and registered model version) carries the lineage keys of pipelines.lineage.keys.TRAINING_TAGS:
+the exact data version (lakeFS repository, commit, dataset URI), the spec and its hash, the code version
+(+ mlflow.source.git.commit when known), the Dagster run id ("" by hand) and where it ran.
 """
 
 from __future__ import annotations
@@ -21,31 +18,6 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import project_root
-
-TAG_REPOSITORY = "flywheel.lakefs.repository"
-TAG_COMMIT = "flywheel.lakefs.commit"
-TAG_DATASET_URI = "flywheel.dataset.uri"
-TAG_SPEC = "flywheel.spec"
-TAG_SPEC_HASH = "flywheel.spec_hash"
-TAG_CODE_VERSION = "flywheel.code_version"
-TAG_DAGSTER_RUN = "dagster.run_id"
-TAG_WORLD_SIZE = "flywheel.world_size"
-TAG_NODES = "flywheel.nodes"
-TAG_BACKEND = "flywheel.backend"
-TAG_HARDWARE = "flywheel.hardware"
-LINEAGE_TAGS = (
-    TAG_REPOSITORY,
-    TAG_COMMIT,
-    TAG_DATASET_URI,
-    TAG_SPEC,
-    TAG_SPEC_HASH,
-    TAG_CODE_VERSION,
-    TAG_DAGSTER_RUN,
-    TAG_WORLD_SIZE,
-    TAG_NODES,
-    TAG_BACKEND,
-    TAG_HARDWARE,
-)
 
 
 def code_version() -> str:
@@ -188,6 +160,10 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     if not base.startswith("http"):
         return f"{base}#/experiments/{experiment_id}/runs/{run_id}"
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_url(tracking_uri: str, name: str, version: str) -> str:
+    return f"{tracking_uri.rstrip('/')}/#/models/{name}/versions/{version}"
 
 
 def temporary_directory() -> tempfile.TemporaryDirectory:

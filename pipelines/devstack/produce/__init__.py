@@ -13,7 +13,6 @@ from pipelines.devstack.produce.producer import (
     produce_events,
     produce_file,
     produce_scenario,
-    resolve_bootstrap,
 )
 from pipelines.devstack.produce.replay import read_replay_frame
 
@@ -33,5 +32,4 @@ __all__ = [
     "produce_file",
     "produce_scenario",
     "read_replay_frame",
-    "resolve_bootstrap",
 ]

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from pipelines.config import setting
+from pipelines.config import kafka_bootstrap
 from pipelines.devstack.produce.encode import event_key, iter_events
 from pipelines.devstack.simulate.malformed import Malformer, encode_json
 from pipelines.errors import FlywheelError
@@ -130,14 +130,6 @@ class LineSink:
 
     def close(self) -> None:
         pass
-
-
-def resolve_bootstrap(explicit: str | None = None) -> str:
-    """--bootstrap-servers, else KAFKA_BOOTSTRAP_SERVERS, else `.flywheel/stack.env`; else a clear error."""
-    value = (explicit or setting("KAFKA_BOOTSTRAP_SERVERS") or "").strip()
-    if not value:
-        raise FlywheelError(f"no Kafka broker is configured: {NO_BROKER_HINT}")
-    return value
 
 
 def _unreachable(bootstrap: str, timeout_s: float, exc: BaseException) -> FlywheelError:
@@ -396,7 +388,7 @@ def kafka_sink(
     settings: ProducerSettings | None = None,
 ) -> KafkaSink:
     """A sink to the spec's topic (or `topic`), created with the spec's partition count if missing."""
-    bootstrap = resolve_bootstrap(bootstrap_servers)
+    bootstrap = kafka_bootstrap(bootstrap_servers)
     check_compression((settings or ProducerSettings()).compression)
     name = topic or spec.topic.name
     ensure_topic(bootstrap, name, spec.topic.partitions, settings)

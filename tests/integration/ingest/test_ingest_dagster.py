@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
 from harness import IngestEnv
 
 from assets.ingest import features, raw_events, validated_dataset
 from pipelines.lake import MAIN, list_branches
+from pipelines.lineage import keys
+from pipelines.lineage.records import DatasetVersion
 from resources.kafka import KafkaResource
 from resources.lakefs import LakeFSResource
+from resources.records_io import RecordIOManager
 from resources.spark import SparkResource
 from sensors.kafka_lag import kafka_lag_sensor
 
@@ -26,6 +35,7 @@ def resources(env: IngestEnv) -> dict:
             repository=env.repository,
         ),
         "spark": SparkResource(master="local[2]", shuffle_partitions=4),
+        "io_manager": RecordIOManager(),  # records as JSON in the instance's storage, as in both profiles
     }
 
 
@@ -53,18 +63,21 @@ def test_ingest_job_assets_publish_gate_and_nothing_new(ingest_env: IngestEnv) -
     assert result.success
     mats = materializations(result)
     assert set(mats) == {"raw_events", "features", "validated_dataset"}
-    for name in mats:
-        assert {"lakefs_commit", "lakefs_uri"} <= set(mats[name]), name
-    assert {"offset_ranges", "quarantined", "valid", "events", "branch"} <= set(mats["raw_events"])
+    for name in mats:  # the same lineage keys as the lakeFS commits and MLflow tags
+        assert {keys.LAKEFS_COMMIT, keys.DATASET_URI} <= set(mats[name]), name
+        assert mats[name][keys.RUN_ID].value == result.run_id
+    assert {keys.OFFSET_RANGES, "quarantined", "valid", "events", keys.LAKEFS_BRANCH} <= set(mats["raw_events"])
     published = mats["validated_dataset"]
-    assert {"dataset_tag", "offsets", "validation", "data_docs", "rows", "quarantined"} <= set(published)
+    assert {keys.DATASET_TAG, keys.OFFSETS, keys.VALIDATION, keys.DATA_DOCS, "rows", "quarantined"} <= set(published)
     head = env.lake.resolve(MAIN)
-    assert published["lakefs_commit"].value == head
-    assert published["lakefs_uri"].value.startswith(f"lakefs://{env.repository}/{head}/")
+    assert published[keys.LAKEFS_COMMIT].value == head
+    assert published[keys.DATASET_URI].value.startswith(f"lakefs://{env.repository}/{head}/")
+    record = result.output_for_node("validated_dataset")
+    assert isinstance(record, DatasetVersion) and record.commit == head and record.version >= 1
     checks = result.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("passes_expectations", True)]
     meta = env.lake.commit_info(MAIN).metadata
-    assert meta["flywheel.run_id"] == result.run_id
+    assert meta[keys.RUN_ID] == result.run_id and meta[keys.DATASET_TAG] == record.tag
 
     # nothing new: the run succeeds, says so, and commits nothing
     again = run(env, instance)
@@ -135,3 +148,55 @@ def test_ingest_job_starts_spark_while_reading(ingest_env: IngestEnv, monkeypatc
     assert result.success
     assert len(taken) == 1 and taken[0] is not None  # the session raw_events started, not a new one
     assert env.lake.commit_info(MAIN).metadata["flywheel.run_id"] == result.run_id
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_a_downstream_step_in_a_fresh_process_reads_its_inputs(ingest_env: IngestEnv, tmp_path: Path) -> None:
+    """raw_events and features in one `dagster asset materialize`, validated_dataset alone in another process:
+    the second reads its inputs back from the JSON records the first stored (no pickles, no shared memory)."""
+    env = ingest_env
+    env.produce(1500, malformed_every=100)
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    run_env = {
+        **os.environ,
+        **env.env,
+        "DAGSTER_HOME": str(home),
+        "FLYWHEEL_SPEC": str(env.spec_path),
+        "LAKEFS_REPOSITORY": env.repository,
+        "SPARK_MASTER": "local[2]",
+    }
+
+    def materialize_in_new_process(selection: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "definitions", "--select", selection],
+            cwd=ROOT,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    env.lake.ensure_repository()
+    main_before = env.lake.resolve(MAIN)
+    materialize_in_new_process("raw_events,features")
+    records = home / "storage" / "flywheel-records"
+    stored = {p.name: json.loads(p.read_text()) for p in records.glob("*.json")}
+    assert {name: doc["kind"] for name, doc in stored.items()} == {
+        "raw_events.json": "raw_batch",
+        "features.json": "feature_batch",
+    }
+    raw, feats = stored["raw_events.json"]["record"], stored["features.json"]["record"]
+    assert feats["branch"] == raw["branch"] and feats["commit"] != raw["commit"]  # features read raw's record
+    assert env.lake.resolve(MAIN) == main_before  # nothing published by the first process
+
+    materialize_in_new_process("validated_dataset")
+    head = env.lake.resolve(MAIN)
+    assert head != main_before
+    published = json.loads((records / "validated_dataset.json").read_text())
+    assert published["kind"] == "dataset_version" and published["record"]["commit"] == head
+    assert env.lake.commit_info(MAIN).metadata[keys.RUN_ID] != ""
+    assert published["record"]["metadata"][keys.VALID] == str(stored["raw_events.json"]["record"]["valid"])

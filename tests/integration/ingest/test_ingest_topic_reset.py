@@ -18,7 +18,7 @@ from pipelines import layout
 from pipelines.ingest.consume import OffsetsError
 from pipelines.ingest.lag import kafka_lag
 from pipelines.ingest.offsets import offsets_document
-from pipelines.ingest.runner import kafka_consumer_factory
+from pipelines.ingest.parallel import kafka_consumer_factory
 from pipelines.ingest.stages import IngestSettings, local_copies
 from pipelines.lake import MAIN
 
@@ -63,11 +63,10 @@ def table_on_main(env: IngestEnv, prefix: str) -> pa.Table:
 def set_main_offsets(env: IngestEnv, document: dict) -> None:
     lake = env.lake
     lake.ensure_repository()
-    lake.delete_branch("test-offsets", missing_ok=True)
-    lake.create_branch("test-offsets", MAIN)
-    lake.write_json("test-offsets", layout.offsets_path(env.spec), document)
-    lake.commit("test-offsets", "offsets for the test", {})
-    lake.publish("test-offsets", MAIN, "offsets for the test")
+    wap = lake.wap("offsets", prefix="test").open()
+    wap.write_json(layout.offsets_path(env.spec), document)
+    wap.commit("offsets for the test")
+    wap.publish("offsets for the test")
 
 
 def test_recreated_topic_is_read_from_its_start_once(ingest_env: IngestEnv, caplog: pytest.LogCaptureFixture) -> None:

@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 
 from assets.training import trained_model
 from pipelines.lake import Lake, LakeFSSettings
-from pipelines.training import TrainedModel, tracking
+from pipelines.lineage import keys
+from pipelines.lineage.records import TrainedModel
 from resources.lakefs import LakeFSResource
 from resources.mlflow import MLflowResource
 from resources.training import LocalTrainingLauncher
@@ -29,7 +30,12 @@ MODEL_NAME = "transactions-asset-test"
 def resources(repository: str, tracking_uri: str, nproc: int = 2) -> dict:
     return {
         "trainer": LocalTrainingLauncher(nproc_per_node=nproc, extra_args=[*FAST, "--model-name", MODEL_NAME]),
-        "lakefs": LakeFSResource(repository=repository),
+        "lakefs": LakeFSResource(
+            endpoint=os.environ["LAKEFS_ENDPOINT"],  # exported by the session's stack (tests/conftest.py)
+            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
+            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
+            repository=repository,
+        ),
         "mlflow": MLflowResource(tracking_uri=tracking_uri, experiment="training-asset-test"),
     }
 
@@ -44,15 +50,15 @@ def test_trained_model_materializes_with_lineage_metadata(lake_commit, mlflow_tr
     assert record.metrics["test_auc"] > 0.75
     mat = result.asset_materializations_for_node("trained_model")[0]
     meta = mat.metadata
-    assert meta["lakefs_commit"].value == commit
-    assert meta["model_uri"].value == f"models:/{MODEL_NAME}/{record.model_version}"
+    assert meta[keys.LAKEFS_COMMIT].value == commit and meta[keys.RUN_ID].value == result.run_id
+    assert meta[keys.MODEL_URI].value == f"models:/{MODEL_NAME}/{record.model_version}"
     assert record.mlflow_run_id in meta["mlflow_run"].value
     assert meta["world_size"].value == 2
     assert meta["epochs"].value.count("\n| ") == 1 + 3  # header rule + 3 epochs streamed through Pipes
     assert mat.tags.get("dagster/data_version") == commit
     tags = MlflowClient(mlflow_tracking_uri).get_run(record.mlflow_run_id).data.tags
-    assert tags[tracking.TAG_DAGSTER_RUN] == result.run_id
-    assert tags[tracking.TAG_COMMIT] == commit
+    assert tags[keys.RUN_ID] == result.run_id
+    assert tags[keys.LAKEFS_COMMIT] == commit
 
 
 def test_a_worker_killed_under_dagster_resumes_and_the_run_succeeds(

@@ -14,8 +14,8 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines import layout
+from pipelines.lineage import keys
 from pipelines.spec import load_spec
-from pipelines.training import tracking
 from pipelines.training.entry import input_example
 from pipelines.training.packaging import OUTPUT_COLUMN, load_model
 from pipelines.training.synthetic import synthetic_table
@@ -44,15 +44,15 @@ def test_mlflow_run_carries_every_lineage_tag(trained) -> None:
     record = result["trained_model"]
     assert record["lakefs_commit"] == commit and record["model_name"] == MODEL_NAME
     tags = client.get_run(record["mlflow_run_id"]).data.tags
-    missing = [t for t in tracking.LINEAGE_TAGS if t not in tags]
+    missing = [t for t in keys.TRAINING_TAGS if t not in tags]
     assert not missing
-    assert tags[tracking.TAG_REPOSITORY] == lake.repository_id
-    assert tags[tracking.TAG_COMMIT] == commit
-    assert tags[tracking.TAG_DATASET_URI] == f"lakefs://{lake.repository_id}/{commit}/features/transactions/"
-    assert tags[tracking.TAG_DAGSTER_RUN] == "dagster-run-lineage-test"
-    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", tags[tracking.TAG_CODE_VERSION])
-    assert tags[tracking.TAG_WORLD_SIZE] == "2" and tags[tracking.TAG_BACKEND] == "gloo"
-    assert "CPU" in tags[tracking.TAG_HARDWARE]
+    assert tags[keys.LAKEFS_REPOSITORY] == lake.repository_id
+    assert tags[keys.LAKEFS_COMMIT] == commit
+    assert tags[keys.DATASET_URI] == f"lakefs://{lake.repository_id}/{commit}/features/transactions/"
+    assert tags[keys.RUN_ID] == "dagster-run-lineage-test"
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", tags[keys.CODE_VERSION])
+    assert tags[keys.WORLD_SIZE] == "2" and tags[keys.BACKEND] == "gloo"
+    assert "CPU" in tags[keys.HARDWARE]
 
 
 def test_params_epoch_metrics_dataset_input_and_plots(trained) -> None:
@@ -74,7 +74,7 @@ def test_registered_version_loads_and_predicts_from_raw_columns(trained) -> None
     _, commit, result, client = trained
     version = result["trained_model"]["model_version"]
     mv = client.get_model_version(MODEL_NAME, version)
-    assert mv.tags[tracking.TAG_COMMIT] == commit
+    assert mv.tags[keys.LAKEFS_COMMIT] == commit
     spec = load_spec("transactions")
     raw = input_example(spec, synthetic_table(spec, 50, seed=11))
     raw.loc[0, "merchant_category"] = "not-a-category"  # unknown value

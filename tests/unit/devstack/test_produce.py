@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from pipelines.cli import main
+from pipelines.config import kafka_bootstrap
 from pipelines.devstack.produce import producer as producer_mod
 from pipelines.devstack.produce.encode import frame_to_events
-from pipelines.devstack.produce.producer import LineSink, Progress, produce_events, resolve_bootstrap
+from pipelines.devstack.produce.producer import LineSink, Progress, produce_events
 from pipelines.devstack.produce.replay import read_replay_frame
 from pipelines.devstack.simulate import generate_events
 from pipelines.errors import FlywheelError
@@ -226,7 +227,7 @@ def test_bad_timestamp_names_the_row(tmp_path: Path, events_table: pd.DataFrame)
         (["--count", "5", "--spec", "no_such_spec", "--stdout"], "neither a readable file nor a built-in spec"),
         (["--stdout"], "--count N"),
         (["--from-file", "x.csv", "--scenario", "drift", "--stdout"], "drop them when replaying"),
-        (["--count", "5"], "no Kafka broker is configured"),
+        (["--count", "5"], "no Kafka broker configured"),
     ],
 )
 def test_cli_errors_are_one_clear_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -279,10 +280,10 @@ def test_bootstrap_comes_from_flag_then_env_then_stack_env(monkeypatch: pytest.M
     state = tmp_path / "state"
     state.mkdir()
     (state / "stack.env").write_text("KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092\n")
-    assert resolve_bootstrap() == "127.0.0.1:19092"
+    assert kafka_bootstrap() == "127.0.0.1:19092"
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "10.0.0.1:9092")
-    assert resolve_bootstrap() == "10.0.0.1:9092"
-    assert resolve_bootstrap("h:1") == "h:1"
+    assert kafka_bootstrap() == "10.0.0.1:9092"
+    assert kafka_bootstrap("h:1") == "h:1"
 
 
 # --- throttling and progress ----------------------------------------------------------------------------------

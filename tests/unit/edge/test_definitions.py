@@ -17,26 +17,57 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_both_profiles_share_assets_jobs_and_sensors() -> None:
     local = build_definitions("local")
     k8s = build_definitions("k8s")
-    for name in ("ingest_job", "retrain_job", "pipeline_job"):
-        assert local.resolve_job_def(name) is not None
+    jobs = {job.name for job in local.resolve_all_job_defs()}
+    assert {"ingest_job", "retrain_job", "pipeline_job"} <= jobs
     assert {a.key for a in local.resolve_all_asset_specs()} == {a.key for a in k8s.resolve_all_asset_specs()}
     assert set(local.resources) == set(k8s.resources)
 
 
 def test_ingest_job_runs_its_steps_in_one_process() -> None:
-    """So raw_events can start the Spark JVM that features then uses (see assets/ingest.py)."""
-    from assets.ingest import _steps_share_process
+    """So raw_events can start the Spark JVM that features then uses (SparkResource.during_read)."""
+    from resources.spark import SparkResource
 
     defs = build_definitions("local")
     job = defs.resolve_job_def("ingest_job")
     assert job.executor_def.name == "in_process"
+    spark = SparkResource()
 
-    class Context:  # the one attribute _steps_share_process reads
+    class Context:  # the one attribute during_read reads
         job_def = job
 
-    assert _steps_share_process(Context())  # type: ignore[arg-type]
+    assert spark.during_read(Context(), None).enabled
     Context.job_def = defs.resolve_job_def("retrain_job")
-    assert not _steps_share_process(Context())  # type: ignore[arg-type]
+    assert not spark.during_read(Context(), None).enabled
+
+
+def test_profiles_read_the_environment_through_envvar(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What each profile connects to is visible in one place, secrets as EnvVar (never literal values)."""
+    from dagster import EnvVar
+
+    from resources.profiles import build_resources
+
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
+    for profile in ("local", "k8s"):
+        res = build_resources(profile)
+        assert isinstance(res["lakefs"].secret_access_key, EnvVar), profile
+        assert res["lakefs"].secret_access_key.env_var_name == "LAKEFS_SECRET_ACCESS_KEY"
+        assert isinstance(res["kafka"].bootstrap_servers, EnvVar) and isinstance(res["mlflow"].tracking_uri, EnvVar)
+    monkeypatch.setenv("FLYWHEEL_TRAINING_IMAGE", "registry.example/flywheel:1")
+    assert isinstance(build_resources("k8s")["trainer"].image, EnvVar)
+    monkeypatch.delenv("FLYWHEEL_TRAINING_IMAGE")
+    assert build_resources("k8s")["trainer"].image == ""
+
+
+def test_local_profile_loads_the_stack_env_without_overriding(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from pipelines.config import load_stack_env
+
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
+    (tmp_path / "stack.env").write_text("FLYWHEEL_TEST_A=from-file\nFLYWHEEL_TEST_B=from-file\n")
+    monkeypatch.setenv("FLYWHEEL_TEST_B", "from-env")
+    monkeypatch.delenv("FLYWHEEL_TEST_A", raising=False)
+    assert load_stack_env() == ["FLYWHEEL_TEST_A"]
+    assert os.environ["FLYWHEEL_TEST_A"] == "from-file" and os.environ["FLYWHEEL_TEST_B"] == "from-env"
+    monkeypatch.delenv("FLYWHEEL_TEST_A")
 
 
 def test_unknown_profile_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

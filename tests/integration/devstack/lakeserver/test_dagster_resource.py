@@ -19,7 +19,7 @@ def test_asset_writes_audits_and_publishes_through_the_resource(lakefs_server, l
         lakefs.ensure_repository()
         wap = lakefs.wap(context.run_id).open()
         wap.write_json("features/demo/part-0.json", {"rows": 3})
-        commit = wap.commit("demo", {"dagster_run_id": context.run_id})
+        commit = wap.commit("demo")  # carries flywheel.run_id = the Dagster run id
         assert lakefs.read_json(commit, "features/demo/part-0.json") == {"rows": 3}  # audit at the commit
         published = wap.publish()
         return dg.MaterializeResult(metadata={"lakefs_commit": published, "uri": wap.uri("features/demo/")})

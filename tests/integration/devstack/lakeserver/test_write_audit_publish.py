@@ -65,6 +65,20 @@ def test_conflicting_publish_leaves_main_and_branch(lake: Lake) -> None:
     assert lake.resolve("main") == main_now and lake.branch_exists(b.branch)
 
 
+def test_a_branch_can_start_at_a_pinned_commit(lake: Lake) -> None:
+    first = lake.wap("pin-1").open()
+    first.write_json("a.json", {"v": 1})
+    pinned = first.commit("v1")
+    first.publish()
+    later = lake.wap("pin-2").open()
+    later.write_json("a.json", {"v": 2})
+    later.commit("v2")
+    later.publish()
+    run = lake.wap("pin-3").open(source=pinned)  # ingestion starts at the main commit whose offsets it read
+    assert lake.read_json(run.branch, "a.json") == {"v": 1}
+    assert run.commit("note", {"k": "v"}, allow_empty=True) and lake.commit_info(run.branch).metadata["flywheel.run_id"] == "pin-3"
+
+
 def test_retry_reopens_a_fresh_branch(lake: Lake) -> None:
     first = lake.wap("retry").open()
     first.write_json("partial.json", {})
@@ -79,16 +93,16 @@ def test_publish_again_after_a_merge_that_kept_its_branch(lake: Lake) -> None:
     wap.write_json("_flywheel/offsets/events.json", {"0": 77})
     wap.commit("ingest run 77")
     merged = lake.merge(wap.branch, "main", "publish run 77")  # the first attempt got this far
-    assert lake.adds_nothing(wap.branch, "main")
+    assert wap.already_merged()
     assert wap.publish() == merged == lake.resolve("main")  # no second merge commit
     assert not lake.branch_exists(wap.branch)
 
 
 def test_publish_that_fails_for_another_reason_says_so(lake: Lake) -> None:
-    wap = lake.wap("run-78", source="main").open()
+    wap = lake.wap("run-78").open()
     wap.write_json("_flywheel/offsets/events.json", {"0": 78})
     wap.commit("ingest run 78")
-    assert not lake.adds_nothing(wap.branch, "main")
+    assert not wap.already_merged()
     with pytest.raises(LakeNotFoundError, match="merging 'ingest-run-78' into 'no-such-branch'"):
-        lake.publish(wap.branch, "no-such-branch")
+        lake.wap("run-78", into="no-such-branch").publish()
     assert lake.branch_exists(wap.branch)  # kept: nothing was published
