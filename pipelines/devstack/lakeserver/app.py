@@ -80,9 +80,9 @@ class Api:
     def _storage_config() -> dict:
         return {
             "blockstore_type": "local",
-            "blockstore_namespace_example": "local://example-repo",
-            "blockstore_namespace_ValidityRegex": "^local://",
-            "default_namespace_prefix": "local://",
+            "blockstore_namespace_example": f"{names.NAMESPACE_PREFIX}example-repo",
+            "blockstore_namespace_ValidityRegex": names.NAMESPACE_REGEX,  # enforced by names.storage_namespace
+            "default_namespace_prefix": names.NAMESPACE_PREFIX,
             "pre_sign_support": False,
             "pre_sign_support_ui": False,
             "import_support": False,

@@ -15,6 +15,10 @@ _REPO = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 _BRANCH = re.compile(r"^\w[-\w]*$")
 _TAG = re.compile(r"^\w[-\w.]*$")
 MAX_PATH_BYTES = 1024
+# Objects live in this server's data directory whatever the namespace says; it is a label, but only one
+# form is accepted, the one /config/storage advertises (blockstore_namespace_ValidityRegex).
+NAMESPACE_PREFIX = "local://"
+NAMESPACE_REGEX = "^" + re.escape(NAMESPACE_PREFIX)
 
 
 def repository(name: str) -> str:
@@ -43,4 +47,15 @@ def path(value: str | None) -> str:
         raise BadRequest("missing object path: pass ?path=<key>")
     if "\x00" in value or len(value.encode()) > MAX_PATH_BYTES:
         raise BadRequest(f"invalid object path {value[:80]!r}: no NUL bytes, at most {MAX_PATH_BYTES} bytes")
+    return value
+
+
+def storage_namespace(value: str) -> str:
+    if not value:
+        raise BadRequest(f"storage_namespace is required, e.g. {NAMESPACE_PREFIX}my-repo")
+    if not re.match(NAMESPACE_REGEX, value) or "\x00" in value or len(value.encode()) > MAX_PATH_BYTES:
+        raise BadRequest(
+            f"invalid storage_namespace {value[:80]!r}: this server stores objects locally, so it must start "
+            f"with {NAMESPACE_PREFIX} (e.g. {NAMESPACE_PREFIX}my-repo), as GET /config/storage advertises"
+        )
     return value

@@ -78,8 +78,7 @@ class Store:
     def create_repository(self, name: str, storage_namespace: str, default_branch: str) -> dict:
         names.repository(name)
         names.branch(default_branch)
-        if not storage_namespace:
-            raise BadRequest("storage_namespace is required, e.g. local://my-repo")
+        names.storage_namespace(storage_namespace)
         now = int(time.time())
         with self.db.write() as conn:
             if conn.execute("SELECT 1 FROM repos WHERE id=?", (name,)).fetchone():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.testclient import TestClient
 
 from pipelines.devstack.lakeserver.auth import parse_basic
+from pipelines.lake import LakeFSSettings
 
 from .conftest import REPO
 
@@ -106,3 +107,16 @@ def test_a_wrong_method_is_405_listing_every_method_of_the_path(http: TestClient
     unimplemented = http.put(f"{REPO}/branches/main/objects", params={"path": "a"})
     assert unimplemented.status_code == 501 and "not implemented" in unimplemented.json()["message"]
     assert "PUT" in http.request("TRACE", f"{REPO}/branches/main/objects").headers["allow"]
+
+
+def test_storage_namespaces_follow_the_advertised_rule(http: TestClient) -> None:
+    storage = http.get("/api/v1/config/storage").json()
+    assert storage["blockstore_namespace_ValidityRegex"] == "^local://"
+    for namespace in ("s3://bucket/x", "LOCAL://x", "file:///tmp/x", " local://x", "local:/x"):
+        answer = http.post("/api/v1/repositories", json={"name": "bad-ns", "storage_namespace": namespace})
+        _bad(answer, "storage_namespace", "local://")
+    assert http.get("/api/v1/repositories/bad-ns").status_code == 404
+    # The namespace the pipeline uses by default (pipelines.lake: local://<repository>) passes.
+    default = LakeFSSettings("http://127.0.0.1:1", "key", "secret", repository="good-ns").namespace
+    good = http.post("/api/v1/repositories", json={"name": "good-ns", "storage_namespace": default})
+    assert good.status_code == 201 and good.json()["storage_namespace"] == "local://good-ns"
