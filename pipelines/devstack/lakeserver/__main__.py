@@ -15,12 +15,20 @@ def main(argv: list[str] | None = None) -> int:
         description="Embedded lakeFS-compatible server (the subset of the lakeFS v1 API Flywheel uses).",
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="where objects and metadata live")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other lets other machines in, and Basic auth is "
+        "clear text unless TLS terminates in front)",
+    )
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
-    from pipelines.devstack.lakeserver.server import serve  # after parsing, so --help stays instant
+    from pipelines.devstack.lakeserver.server import exposure_warning, serve  # after parsing: --help stays instant
 
+    warning = exposure_warning(args.host)
+    if warning:
+        print(f"lakeserver: warning: {warning}", file=sys.stderr, flush=True)
     try:
         serve(args.data_dir.resolve(), args.host, args.port, args.log_level)
     except FlywheelError as exc:

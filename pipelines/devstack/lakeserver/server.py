@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import logging
 import os
 import socket
@@ -33,6 +34,26 @@ def _configure_logging(level: str) -> None:
         logger.handlers = list(handlers)
         logger.setLevel(level.upper())
         logger.propagate = False
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to tell the user when `host` lets other machines connect (None for loopback only).
+
+    The API uses HTTP Basic auth over plain HTTP: on any other interface the access key and secret cross
+    the network in clear text. A hostname counts as exposed, since it may resolve to anything.
+    """
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (
+        f"listening on {host}, which other machines can reach: the lakeFS access key and secret travel in "
+        "clear text (HTTP Basic auth over plain HTTP) unless TLS terminates in front of this server; "
+        "use --host 127.0.0.1 to keep it on this machine"
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
