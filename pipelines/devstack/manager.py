@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipelines import config
 from pipelines.devstack import net, process
-from pipelines.devstack.services import SERVICES, Context, Service, port_env_var
+from pipelines.devstack.services import SERVICES, Context, Service, port_env_var, private_dir
 from pipelines.errors import StackError
 from pipelines.spark import check_java
 
@@ -75,7 +75,7 @@ class Stack:
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         with open(self.state_dir / "stack.lock", "w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -128,7 +128,7 @@ class Stack:
             return self._start(ctx, [SERVICES[n] for n in names], topics or [])
 
     def _start(self, ctx: Context, services: list[Service], topics: list[tuple[str, int]]) -> list[StackStatus]:
-        logs = self.state_dir / "logs"
+        logs = private_dir(self.state_dir / "logs")
         exports: dict[str, str] = {"FLYWHEEL_STATE_DIR": str(self.state_dir)}
         records: list[process.ProcessRecord] = []
         base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}

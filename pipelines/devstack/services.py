@@ -22,6 +22,14 @@ class Context:
         return self.ports[service]
 
 
+def private_dir(path: Path) -> Path:
+    """`path` (with parents) as an owner-only directory, 0700, tightening one that already exists: the
+    stack's folders hold the lakeFS secret, service data and logs."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
@@ -95,7 +103,7 @@ def _lakefs_exports(ctx: Context) -> dict[str, str]:
 def _lakefs_command(ctx: Context) -> list[str]:
     from pipelines.devstack.lakeserver.process import server_command
 
-    return server_command(_lakefs_dir(ctx), ctx.host, ctx.port("lakefs"))
+    return server_command(private_dir(_lakefs_dir(ctx)), ctx.host, ctx.port("lakefs"))
 
 
 LAKEFS = Service(
@@ -115,8 +123,7 @@ LAKEFS = Service(
 
 
 def _mlflow_command(ctx: Context) -> list[str]:
-    root = ctx.state_dir / "mlflow"
-    root.mkdir(parents=True, exist_ok=True)
+    root = private_dir(ctx.state_dir / "mlflow")
     return [
         sys.executable,
         "-m",
@@ -168,8 +175,7 @@ _OLD_DAGSTER_YAML = "telemetry:\n  enabled: false\n"  # what earlier versions wr
 
 def dagster_home(state_dir: Path) -> Path:
     """DAGSTER_HOME under the stack's state dir (its dagster.yaml written unless the user wrote their own)."""
-    home = state_dir / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
+    home = private_dir(state_dir / "dagster")
     config = home / "dagster.yaml"
     if not config.exists() or config.read_text() == _OLD_DAGSTER_YAML:
         config.write_text(DAGSTER_YAML)
