@@ -324,6 +324,23 @@ def _key_text(key: int) -> str:
     return str(int(key))  # an int subclass (bool excluded by the check) as its plain digits
 
 
+class _Repeated(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> None:
+    """object_pairs_hook: raises _Repeated on the first key seen twice in one object (nothing is kept)."""
+    if len(pairs) > 1 and len(dict(pairs)) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Repeated(key)
+            seen.add(key)
+
+
+_PAIRS = json.JSONDecoder(object_pairs_hook=_no_repeats)
+
 # A JSON string or one structural character; numbers, literals and whitespace fall between the matches.
 # Possessive quantifiers: linear on any input, no backtracking.
 _TOKENS = re.compile(r'"(?:[^"\\]++|\\.)*+"|[{}\[\]:]', re.DOTALL)
@@ -336,16 +353,25 @@ def _repeated_key(raw: bytes | str, quotes: int) -> str | None:
     orjson keeps the last of repeated keys silently; a producer that repeats keys is broken. A cheap test
     first: every '"' of raw delimits a key or a string value, unless it is escaped or nested. When the top
     level has exactly as many as its keys and string values need, there is no other key, so none repeats.
-    Only events with escaped quotes, nested strings or repeats pay for the scan that names the key.
+    Only events with escaped quotes, nested strings or repeats pay for a second parse that names the key.
     """
     if raw.count('"' if isinstance(raw, str) else b'"') == quotes:
         return None
     text = raw if isinstance(raw, str) else bytes(raw).decode()  # orjson accepted it: valid UTF-8
-    # One set of keys per open object (None for an array): a loop, not recursion, so any depth is fine.
+    try:
+        _PAIRS.decode(text)  # json's C scanner, the hook sees every object's pairs
+    except _Repeated as repeated:
+        return repeated.key
+    except RecursionError:  # nesting that orjson takes (1024) and json does not: a scan without recursion
+        return _scan_for_repeat(text)
+    return None
+
+
+def _scan_for_repeat(text: str) -> str | None:
+    """`_repeated_key` for any depth: one set of keys per open object (None for an array), in a loop."""
     stack: list[set[str] | None] = []
     last_string = ""
-    for match in _TOKENS.finditer(text):
-        token = match.group()
+    for token in _TOKENS.findall(text):
         first = token[0]
         if first == '"':
             last_string = token

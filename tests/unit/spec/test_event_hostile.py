@@ -230,27 +230,50 @@ def test_no_false_duplicates(extra: bytes) -> None:
 
 def test_plain_events_skip_the_duplicate_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     """The hot path: an event without escapes, nesting or extra fields is settled by counting quotes."""
-    scanned: list[str] = []
+    parsed: list[str] = []
 
-    class CountingTokens:
-        def finditer(self, text: str) -> Any:
-            scanned.append(text)
-            return TOKENS.finditer(text)
+    class CountingDecoder:
+        def decode(self, text: str) -> Any:
+            parsed.append(text)
+            return PAIRS.decode(text)
 
     data = SPEC.model_dump(mode="json")
     data["features"].append({"name": "tier", "type": "categorical", "values": ["gold", "silver"], "nullable": True})
     checker = EventChecker(parse_spec(data, Path("nullable.yaml")))
-    monkeypatch.setattr(events_module, "_TOKENS", CountingTokens())
+    monkeypatch.setattr(events_module, "_PAIRS", CountingDecoder())
     for key in ("c1", 17):
         for ts in ("2026-11-21T10:00:00+00:00", 1795255200000, 1795255200.5):
             for tier in ("gold", None):
                 event = {**good_event(), "customer_id": key, "event_time": ts, "tier": tier}
                 assert isinstance(checker.values(json.dumps(event).encode()), list), event
                 assert isinstance(checker.values(json.dumps(event)), list), event
-    assert scanned == []
+    assert parsed == []
     repeated = json.dumps({**good_event(), "tier": None}).encode()[:-1] + b', "amount": 3}'
     assert checker.values(repeated) == "duplicate key 'amount'"
-    assert len(scanned) == 1
+    assert len(parsed) == 1
 
 
-TOKENS = events_module._TOKENS
+PAIRS = events_module._PAIRS
+
+
+@pytest.mark.parametrize(
+    ("text", "repeated"),
+    [
+        ('{"a": 1, "a": 2}', "a"),
+        ('{"a": {"b": [1, {"c": 1, "c": 2}]}, "b": 1}', "c"),
+        ('{"a\\"": 1, "a\\u0022": 2}', 'a"'),
+        ('{"a": "{\\"a\\": 1}", "b": [{"a": 1}, {"a": 2}], "c": {"a": 3}}', None),
+        ('{"k": ' + "[" * 2000 + '{"x": 1, "y": {"x": 2}}' + "]" * 2000 + "}", None),
+        ('{"k": ' + "[" * 2000 + '{"x": 1, "x": 2}' + "]" * 2000 + "}", "x"),
+    ],
+)
+def test_the_scan_without_recursion_finds_what_json_finds(text: str, repeated: str | None) -> None:
+    """The fallback for nesting deeper than json's recursion limit gives the same answer at any depth."""
+    assert events_module._scan_for_repeat(text) == repeated
+    if text.count("[") < 500:  # the json route answers the same where it can
+        assert events_module._repeated_key(text, -1) == repeated
+
+
+def test_a_repeated_key_deeper_than_json_goes_is_found() -> None:
+    raw = json.dumps(good_event()).encode()[:-1] + b', "extra": ' + nested(1000, '{"b": 1, "b": 2}').encode() + b"}"
+    assert check_event(SPEC, raw).reason == "duplicate key 'b'"
