@@ -214,10 +214,9 @@ class EventChecker:
         self._checks = checks
         self._reserved = (spec.event_id, spec.entity_key, spec.timestamp, spec.label)
         self._fields = spec.event_fields
-        # For the duplicate-key test (see `values`): '"'s of an accepted event without extra fields: two per key,
-        # two per string value: the event id, every categorical (when none can be null), the entity key and
-        # the timestamp when sent as strings.
-        # 0: no hot path (a categorical that may be null leaves the count of string values open).
+        # The '"'s of an accepted event without extra fields (the duplicate-key test in `_values`): two per key
+        # and two per string value: the event id, the entity key and timestamp (less 2 each when sent as
+        # numbers) and every categorical. 0 (no such shortcut) when a categorical may be null.
         nullable = any(f.nullable for f in spec.categorical_features)
         self._quotes = 0 if nullable else 2 * (len(self._fields) + 3 + len(spec.categorical_features))
 
