@@ -24,11 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
-    from pipelines.devstack.lakeserver.server import exposure_warning, serve  # after parsing: --help stays instant
+    from pipelines.devstack.lakeserver.server import serve  # after parsing, so --help stays instant
 
-    warning = exposure_warning(args.host)
-    if warning:
-        print(f"lakeserver: warning: {warning}", file=sys.stderr, flush=True)
     try:
         serve(args.data_dir.resolve(), args.host, args.port, args.log_level)
     except FlywheelError as exc:

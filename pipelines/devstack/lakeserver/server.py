@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,9 @@ def lock_data_dir(data_dir: Path) -> Iterator[None]:
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
     sock = bind(host, port)  # before anything slow, so a busy port fails fast
+    warning = exposure_warning(host)
+    if warning:  # on stderr whatever the log level (both `python -m` and `flywheel lakefs serve` land here)
+        print(f"lakeserver: warning: {warning}", file=sys.stderr, flush=True)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.closing(sock), lock_data_dir(data_dir):  # before Store(), which clears tmp/
         _serve_locked(sock, data_dir, host, port, log_level)
