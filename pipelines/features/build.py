@@ -46,6 +46,7 @@ from pipelines.layout import (
     raw_schema,
 )
 from pipelines.spec.model import DatasetSpec
+from pipelines.spec.samples import null_mask, sample_columns
 
 log = logging.getLogger(__name__)
 
@@ -315,24 +316,13 @@ def _cancel_until_done(group: str, session: Any, every_s: float = 0.05) -> None:
 
 
 def _generated_raw(spec: DatasetSpec, n: int) -> pa.Table:
-    """n raw rows of the spec's types (values within its ranges), for the warm-up."""
-    rng = np.random.default_rng(0)
-    columns: dict[str, pa.Array] = {
-        spec.event_id: pa.array([f"warmup-{i}" for i in range(n)]),
-        spec.entity_key: pa.array([f"k{i}" for i in rng.integers(0, max(1, n // 20), n)]),
-        spec.timestamp: pa.array(1_767_225_600_000 + np.arange(n, dtype=np.int64) * 60_000),
-        spec.label: pa.array(rng.integers(0, 2, n).astype(np.int32)),
-    }
-    for f in spec.features:
-        kind = feature_arrow_type(f)
-        if kind == pa.string():
-            columns[f.name] = pa.array(np.array(f.values)[rng.integers(0, len(f.values), n)])
-        elif kind == pa.bool_():
-            columns[f.name] = pa.array(rng.integers(0, 2, n).astype(bool))
-        else:
-            low = f.min if f.min is not None else 0
-            values = low + rng.random(n) * 10
-            columns[f.name] = pa.array(values.astype(np.int64) if kind == pa.int64() else values)
+    """n raw rows of the spec's types (pipelines.spec.samples), for the warm-up."""
+    cols = sample_columns(spec, n, seed=0, prefix="warmup", entities=max(1, n // 20), step_ms=60_000)
+    columns: dict[str, pa.Array] = {}
+    for field in raw_schema(spec):
+        if field.name in (PARTITION_COLUMN, OFFSET_COLUMN):
+            continue
+        columns[field.name] = pa.array(cols[field.name], mask=null_mask(cols, field.name))
     columns[PARTITION_COLUMN] = pa.array(np.zeros(n, dtype=np.int32))
     columns[OFFSET_COLUMN] = pa.array(np.arange(n, dtype=np.int64))
     return pa.table(columns).cast(raw_schema(spec))

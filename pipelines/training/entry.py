@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,8 @@ def run(args: argparse.Namespace, ctx: DistContext, reporter: Reporter) -> dict[
         reporter.info(f"resuming from the checkpoint of epoch {done[-1]} in {checkpoints.directory}")
     try:
         result = train(model, tensors["train"], tensors["validation"], cfg, ctx, checkpoints, on_epoch)
-        summary = _finish(args, spec, location, splits, tensors, prep, architecture, result, ctx, reporter, tracker)
+        job = TrainingJob(args, spec, location, splits, tensors, prep, architecture, ctx, reporter, tracker)
+        summary = _finish(job, result)
     except BaseException:
         if tracker:
             tracker.end("FAILED")
@@ -234,8 +236,26 @@ def _lineage_tags(spec, location, reporter, ctx, nodes: int, version: str) -> di
     return tags
 
 
-def _finish(args, spec, location, splits, tensors, prep, architecture, result: LoopResult, ctx, reporter, tracker):
-    """Final metrics with the best weights, plots, the registered model, and the report to Dagster."""
+@dataclass
+class TrainingJob:
+    """What one training run works on, handed from `run` to `_finish`."""
+
+    args: argparse.Namespace
+    spec: DatasetSpec
+    location: datasets.DataLocation
+    splits: dict[str, pd.DataFrame]
+    tensors: dict[str, Tensors]
+    prep: Preprocessor
+    architecture: dict[str, Any]
+    ctx: DistContext
+    reporter: Reporter
+    tracker: Any  # RunTracker on rank 0 with MLflow, else None
+
+
+def _finish(job: TrainingJob, result: LoopResult) -> dict[str, Any]:
+    """Final metrics with the best weights, plots, the logged model, and the report to Dagster."""
+    args, spec, location, splits, tensors = job.args, job.spec, job.location, job.splits, job.tensors
+    prep, architecture, ctx, reporter, tracker = job.prep, job.architecture, job.ctx, job.reporter, job.tracker
     final: dict[str, float] = {}
     eval_probs = {}
     for split in ("validation", "test"):

@@ -7,33 +7,17 @@ import json
 import random
 from typing import Any
 
-from pipelines.spec.model import CategoricalFeature, DatasetSpec, NumericFeature
-
-BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+from pipelines.spec.model import DatasetSpec
+from pipelines.spec.samples import sample_events
 
 
 def valid_event(
     spec: DatasetSpec, i: int, rng: random.Random, *, entities: int = 200, label_rate: float = 0.05, prefix: str = "e"
 ) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        spec.event_id: f"{prefix}-{i:09d}",
-        spec.entity_key: f"k{rng.randrange(entities):05d}",
-        spec.timestamp: BASE_MS + i * 1000 + rng.randrange(1000),
-        spec.label: rng.random() < label_rate,
-    }
-    for f in spec.features:
-        if f.nullable and rng.random() < 0.1:
-            event[f.name] = None
-        elif isinstance(f, NumericFeature):
-            lo = f.min if f.min is not None else 0.0
-            hi = f.max if f.max is not None else lo + 1000.0
-            hi = min(hi, lo + 1000.0)
-            event[f.name] = rng.randint(int(lo), int(hi)) if f.integer else round(rng.uniform(lo, hi), 2)
-        elif isinstance(f, CategoricalFeature):
-            event[f.name] = rng.choice(f.values)
-        else:
-            event[f.name] = rng.random() < 0.5
-    return event
+    """Event number i from the project's one generator of rows (pipelines.spec.samples)."""
+    return sample_events(
+        spec, 1, seed=rng.randrange(2**31), start=i, entities=entities, label_rate=label_rate, prefix=prefix
+    )[0]
 
 
 def malformed_payload(spec: DatasetSpec, i: int, rng: random.Random, prefix: str = "bad", kind: int = 0) -> bytes:

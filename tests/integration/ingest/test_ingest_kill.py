@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -103,4 +102,3 @@ def test_sigkill_at_random_moments_then_finish(ingest_env: IngestEnv, tmp_path: 
     assert sum(offsets.values()) == produced["valid"] + produced["malformed"]
     # and the next run has nothing to do
     assert env.run(run_id="after").status == "nothing_new"
-    time.sleep(0)  # keep the report visible with -s

@@ -76,7 +76,10 @@ def test_a_branch_can_start_at_a_pinned_commit(lake: Lake) -> None:
     later.publish()
     run = lake.wap("pin-3").open(source=pinned)  # ingestion starts at the main commit whose offsets it read
     assert lake.read_json(run.branch, "a.json") == {"v": 1}
-    assert run.commit("note", {"k": "v"}, allow_empty=True) and lake.commit_info(run.branch).metadata["flywheel.run_id"] == "pin-3"
+    assert (
+        run.commit("note", {"k": "v"}, allow_empty=True)
+        and lake.commit_info(run.branch).metadata["flywheel.run_id"] == "pin-3"
+    )
 
 
 def test_retry_reopens_a_fresh_branch(lake: Lake) -> None:
