@@ -16,7 +16,6 @@ from pipelines.errors import FlywheelError
 from pipelines.lineage import keys
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("dataset", help="show published dataset versions (lakeFS commits)")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
