@@ -174,6 +174,7 @@ class K8sTrainingLauncher(TrainingLauncher):
     secrets: list[str] = Field(default_factory=lambda: ["flywheel-lakefs", "flywheel-mlflow"])
     image_pull_secrets: list[str] = Field(default_factory=list)
     checkpoint_claim: str = Field(default="", description="PVC for checkpoints (survive a rescheduled pod)")
+    network_policy: bool = Field(default=True, description="a NetworkPolicy per multi-node job (own pods only)")
     ttl_seconds_after_finished: int = 3600
     backoff_limit: int = 0
     active_deadline_seconds: int = 24 * 3600
@@ -288,6 +289,7 @@ class K8sTrainingLauncher(TrainingLauncher):
         core = self._bounded(kubernetes.client.CoreV1Api())
         batch = self._bounded(kubernetes.client.BatchV1Api())
         custom = self._bounded(kubernetes.client.CustomObjectsApi())
+        networking = self._bounded(kubernetes.client.NetworkingV1Api()) if self.network_policy else None
         reader = PipesK8sPodLogsMessageReader()
         with open_pipes_session(
             context=context, extras=extras, context_injector=PipesEnvContextInjector(), message_reader=reader
@@ -296,7 +298,7 @@ class K8sTrainingLauncher(TrainingLauncher):
             watcher = JobWatcher(core, batch, custom, cfg, self.watch_settings())
             cleanup: list = []
             try:
-                watcher.create(cleanup)
+                watcher.create(cleanup, networking)
                 context.log.info(f"created training {self.multinode} {cfg.namespace}/{cfg.name}: {self.describe()}")
                 master = watcher.wait_for_master_running()
                 logs = threading.Thread(

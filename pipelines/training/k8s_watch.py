@@ -230,19 +230,27 @@ class JobWatcher:
     def where(self) -> str:
         return f"{self.cfg.namespace}/{self.cfg.name}"
 
-    def create(self, cleanup: list[Callable[[], object]]) -> None:
+    def create(self, cleanup: list[Callable[[], object]], networking: Any = None) -> None:
         """Creates the job (a PyTorchJob, or a headless Service + an Indexed Job), adding to `cleanup` the
-        delete of each object as soon as it exists, in the order to run them (a half-created job is undone)."""
+        delete of each object as soon as it exists, in the order to run them (a half-created job is undone).
+
+        networking (NetworkingV1Api): first the job's NetworkPolicy, so that its pods can reach each other
+        where deploy/k8s/base/networkpolicy.yaml denies ingress to training pods."""
         ns, name, t = self.cfg.namespace, self.cfg.name, self.t
+        if networking is not None:
+            policy = manifests.rendezvous_network_policy(self.cfg)
+            networking.create_namespaced_network_policy(ns, policy, _request_timeout=t)
+            cleanup.append(lambda: networking.delete_namespaced_network_policy(name, ns, _request_timeout=t))
         if self.settings.kind == "pytorchjob":
             body = manifests.pytorch_job_manifest(self.cfg)
             self.custom.create_namespaced_custom_object(
                 "kubeflow.org", "v1", ns, "pytorchjobs", body, _request_timeout=t
             )
-            cleanup.append(
+            cleanup.insert(
+                0,
                 lambda: self.custom.delete_namespaced_custom_object(
                     *PYTORCHJOBS[:2], ns, PYTORCHJOBS[2], name, propagation_policy="Background", _request_timeout=t
-                )
+                ),
             )
             return
         service, job = manifests.indexed_job_manifests(self.cfg)

@@ -1,6 +1,7 @@
 """FAKE Kubernetes API server for tests: a small HTTP server implementing the endpoints the official
 `kubernetes` Python client calls when Flywheel launches and watches training (pods, pod logs, Services,
-batch/v1 Jobs). No Kubernetes API server can run here; this fake stands in for one and is named as such.
+batch/v1 Jobs, NetworkPolicies). No Kubernetes API server can run here; this fake stands in for one and is
+named as such.
 
 The "kubelet" of the fake plays a behaviour per pod, picked by the test:
   run               runs `script` (a local command) with the pod's env; its output is the pod log
@@ -151,6 +152,7 @@ class FakeKubernetesAPI:
         self.jobs: dict[tuple[str, str], dict] = {}
         self.services: dict[tuple[str, str], dict] = {}
         self.pytorchjobs: dict[tuple[str, str], dict] = {}
+        self.network_policies: dict[tuple[str, str], dict] = {}
         self.requests: list[tuple[str, str]] = []
         self.created: list[tuple[str, str]] = []  # (kind, name)
         self.deleted: list[tuple[str, str]] = []
@@ -362,6 +364,7 @@ def _handler(api: FakeKubernetesAPI):
     svc_re = re.compile(r"^/api/v1/namespaces/([^/]+)/services(?:/([^/]+))?$")
     job_re = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?(/status)?$")
     ptj_re = re.compile(r"^/apis/kubeflow.org/v1/namespaces/([^/]+)/pytorchjobs(?:/([^/]+))?$")
+    netpol_re = re.compile(r"^/apis/networking.k8s.io/v1/namespaces/([^/]+)/networkpolicies(?:/([^/]+))?$")
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # streamed logs end when the connection closes
@@ -412,6 +415,8 @@ def _handler(api: FakeKubernetesAPI):
                 return self._pytorchjobs(method, m.group(1), m.group(2))
             if m := svc_re.match(path):
                 return self._services(method, m.group(1), m.group(2))
+            if m := netpol_re.match(path):
+                return self._network_policies(method, m.group(1), m.group(2))
             self._send(404, {"kind": "Status", "status": "Failure", "code": 404, "message": f"fake: no route {path}"})
 
         def do_GET(self) -> None:
@@ -530,5 +535,23 @@ def _handler(api: FakeKubernetesAPI):
                 return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
             svc = api.services.get((ns, name))
             return self._send(200, svc) if svc else self._not_found("services", name)
+
+        def _network_policies(self, method, ns, name) -> None:
+            if method == "POST":
+                body = self._body()
+                with api.lock:
+                    api.network_policies[(ns, body["metadata"]["name"])] = body
+                    api.created.append(("NetworkPolicy", body["metadata"]["name"]))
+                return self._send(201, body)
+            if method == "DELETE":
+                with api.lock:
+                    policy = api.network_policies.pop((ns, name), None)
+                    if policy:
+                        api.deleted.append(("NetworkPolicy", name))
+                if policy is None:
+                    return self._not_found("networkpolicies.networking.k8s.io", name)
+                return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
+            policy = api.network_policies.get((ns, name))
+            return self._send(200, policy) if policy else self._not_found("networkpolicies.networking.k8s.io", name)
 
     return Handler

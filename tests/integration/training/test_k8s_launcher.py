@@ -165,10 +165,12 @@ def test_indexed_job_with_headless_service_streams_rank0_logs_and_cleans_up(fake
     assert result.success
     mat = result.asset_materializations_for_node("launched")[0]
     assert mat.metadata["model_version"].value == "7"
-    assert sorted(kind for kind, _ in fake_api.created) == ["Job", "Pod", "Pod", "Service"]
+    assert sorted(kind for kind, _ in fake_api.created) == ["Job", "NetworkPolicy", "Pod", "Pod", "Service"]
     deleted = {kind for kind, _ in fake_api.deleted}
-    assert {"Job", "Service", "Pod"} <= deleted
-    assert not fake_api.jobs and not fake_api.services and not fake_api.pods
+    assert {"Job", "Service", "Pod", "NetworkPolicy"} <= deleted
+    assert not fake_api.jobs and not fake_api.services and not fake_api.pods and not fake_api.network_policies
+    policy = fake_api.requests.index(("POST", "/apis/networking.k8s.io/v1/namespaces/flywheel/networkpolicies"))
+    assert policy < fake_api.requests.index(("POST", "/apis/batch/v1/namespaces/flywheel/jobs"))  # before any pod
 
 
 def test_indexed_job_failure_names_the_pod_reason(fake_api) -> None:
@@ -187,9 +189,9 @@ def test_kubeflow_pytorchjob_runs_through_pipes_and_is_cleaned_up(fake_api) -> N
     result = run(launcher(fake_api.kubeconfig_path, nodes=2, multinode="pytorchjob"))
     assert result.success
     assert result.asset_materializations_for_node("launched")[0].metadata["model_version"].value == "7"
-    assert sorted(kind for kind, _ in fake_api.created) == ["Pod", "Pod", "PyTorchJob"]
+    assert sorted(kind for kind, _ in fake_api.created) == ["NetworkPolicy", "Pod", "Pod", "PyTorchJob"]
     assert ("PyTorchJob", next(n for k, n in fake_api.created if k == "PyTorchJob")) in fake_api.deleted
-    assert not fake_api.pytorchjobs and not fake_api.pods
+    assert not fake_api.pytorchjobs and not fake_api.pods and not fake_api.network_policies
 
 
 def test_kubeflow_pytorchjob_failure_names_the_pod_reason(fake_api) -> None:
