@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
+
+from pipelines.config import setting
 
 _CONFIGURED = False
 
@@ -33,13 +34,13 @@ def configure(level: str | None = None, fmt: str | None = None) -> None:
     if _CONFIGURED:
         return
     handler = logging.StreamHandler(sys.stderr)
-    if (fmt or os.environ.get("FLYWHEEL_LOG_FORMAT", "text")) == "json":
+    if (fmt or setting("FLYWHEEL_LOG_FORMAT", "text")) == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger("flywheel")
     root.addHandler(handler)
-    root.setLevel((level or os.environ.get("FLYWHEEL_LOG_LEVEL", "INFO")).upper())
+    root.setLevel((level or setting("FLYWHEEL_LOG_LEVEL") or "INFO").upper())
     root.propagate = False
     _CONFIGURED = True
 

@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipelines import layout
-from pipelines.config import state_dir
+from pipelines.config import setting, state_dir
 from pipelines.errors import FlywheelError
 from pipelines.ingest.consume import consume, fewer_gc_passes, topic_partitions
 from pipelines.ingest.offsets import (
@@ -500,7 +500,7 @@ def _dataset_version(
 
 def _crash_point(name: str) -> None:
     """Fault injection for the crash tests: FLYWHEEL_INGEST_CRASH_AT=<name> SIGKILLs this process here."""
-    if os.environ.get("FLYWHEEL_INGEST_CRASH_AT") == name:
+    if setting("FLYWHEEL_INGEST_CRASH_AT") == name:
         import signal
 
         log.warning("FLYWHEEL_INGEST_CRASH_AT=%s: killing this process now", name)

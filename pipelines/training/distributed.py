@@ -10,6 +10,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from pipelines.config import int_setting, setting
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -59,8 +61,8 @@ def setup(device: str = "auto", timeout_s: float = 600.0) -> DistContext:
         dev = torch.device("cuda", local_rank)
     else:
         # Workers share the machine's cores: one intra-op thread each avoids oversubscription.
-        if world > 1 or os.environ.get("FLYWHEEL_TORCH_THREADS"):
-            torch.set_num_threads(int(os.environ.get("FLYWHEEL_TORCH_THREADS", "1")))
+        if world > 1 or setting("FLYWHEEL_TORCH_THREADS"):
+            torch.set_num_threads(int_setting("FLYWHEEL_TORCH_THREADS", default=1, minimum=1))
         dev = torch.device("cpu")
     if world == 1:  # one process (by hand, or torchrun --nproc-per-node 1): no process group, no DDP
         return DistContext(rank=0, world_size=1, local_rank=0, device=dev, backend="none")

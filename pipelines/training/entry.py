@@ -27,7 +27,7 @@ import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from pipelines import layout
-from pipelines.config import setting, state_dir
+from pipelines.config import int_setting, setting, state_dir
 from pipelines.lineage import keys
 from pipelines.lineage.records import TrainedModel
 from pipelines.spec import DatasetSpec, load_spec, spec_hash
@@ -189,7 +189,8 @@ def _start_tracking(args, spec, settings, location, splits, ctx, reporter, check
 
     tracker = RunTracker(args.experiment or setting("MLFLOW_EXPERIMENT_NAME") or "flywheel", checkpoints)
     resuming = checkpoints.read_value("mlflow_run_id") is not None
-    nodes = int(os.environ.get("GROUP_WORLD_SIZE", os.environ.get("FLYWHEEL_NODES", "1")))
+    # torchrun sets GROUP_WORLD_SIZE; FLYWHEEL_NODES is for launches without it
+    nodes = int(os.environ.get("GROUP_WORLD_SIZE") or int_setting("FLYWHEEL_NODES", default=1, minimum=1))
     tags = _lineage_tags(spec, location, reporter, ctx, nodes, code_version())
     run_id = tracker.start(run_name=f"{spec.name}-{location.commit[:12]}", tags=tags)
     reporter.info(f"MLflow run {run_id}{' (resumed)' if resuming else ''}")

@@ -8,7 +8,6 @@ the exact data version (lakeFS repository, commit, dataset URI), the spec and it
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -17,13 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.config import project_root
+from pipelines.config import project_root, setting
 
 
 def code_version() -> str:
     """FLYWHEEL_CODE_VERSION (set when an image is built), else the checkout's git SHA (+"-dirty"), else "unknown"."""
-    if os.environ.get("FLYWHEEL_CODE_VERSION"):
-        return os.environ["FLYWHEEL_CODE_VERSION"]
+    if setting("FLYWHEEL_CODE_VERSION"):
+        return str(setting("FLYWHEEL_CODE_VERSION"))
     try:
         root = project_root()
         sha = subprocess.run(
