@@ -12,7 +12,7 @@ from typing import Any
 
 from dagster import EnvVar
 
-from pipelines.config import float_setting, load_stack_env, setting
+from pipelines.config import float_setting, int_setting, load_stack_env, setting
 from pipelines.config import profile as current_profile
 from pipelines.lake import DEFAULT_REPOSITORY
 from resources.kafka import KafkaResource
@@ -23,11 +23,15 @@ from resources.spark import SparkResource
 from resources.training import K8sTrainingLauncher, LocalTrainingLauncher
 
 
-def optional(name: str, default: Any, kind: type = str) -> Any:
-    """EnvVar(name) when the environment sets it, else the default (shown as a literal in the UI)."""
+def optional(name: str, default: Any, kind: type = str, minimum: int | None = None) -> Any:
+    """EnvVar(name) when the environment sets it, else the default (shown as a literal in the UI). A whole
+    number is checked here, so a bad value is one sentence naming the variable."""
     if setting(name) is None:
         return default
-    return EnvVar.int(name) if kind is int else EnvVar(name)
+    if kind is int:
+        int_setting(name, default=default, minimum=minimum)
+        return EnvVar.int(name)
+    return EnvVar(name)
 
 
 def _lakefs() -> LakeFSResource:
@@ -49,7 +53,7 @@ def local() -> dict[str, Any]:
         "lakefs": _lakefs(),
         "mlflow": MLflowResource(tracking_uri=EnvVar("MLFLOW_TRACKING_URI")),
         "spark": SparkResource(remote=optional("SPARK_REMOTE", ""), master=optional("SPARK_MASTER", "local[*]")),
-        "trainer": LocalTrainingLauncher(nproc_per_node=optional("FLYWHEEL_TRAINING_NPROC", 0, int)),
+        "trainer": LocalTrainingLauncher(nproc_per_node=optional("FLYWHEEL_TRAINING_NPROC", 1, int, minimum=1)),
         "io_manager": RecordIOManager(base_dir=optional("FLYWHEEL_RECORDS_DIR", "")),
     }
 
@@ -66,7 +70,7 @@ def k8s() -> dict[str, Any]:
         "trainer": K8sTrainingLauncher(
             image=optional("FLYWHEEL_TRAINING_IMAGE", ""),
             namespace=optional("FLYWHEEL_K8S_NAMESPACE", "flywheel"),
-            gpus_per_node=optional("FLYWHEEL_TRAINING_GPUS", 1, int),
+            gpus_per_node=optional("FLYWHEEL_TRAINING_GPUS", 1, int, minimum=0),
         ),
         "io_manager": RecordIOManager(base_dir=EnvVar("FLYWHEEL_RECORDS_DIR")),
     }

@@ -39,7 +39,7 @@ from dagster._core.errors import DagsterPipesExecutionError  # not exported at t
 from dagster_k8s import PipesK8sClient
 from pydantic import Field
 
-from pipelines.config import int_setting, project_root, setting
+from pipelines.config import project_root
 from pipelines.errors import FlywheelError
 from pipelines.training import k8s as manifests
 from pipelines.training import torchrun
@@ -84,14 +84,22 @@ def failures_for_dagster() -> Iterator[None]:
         raise Failure(description=str(exc), metadata=metadata) from exc
 
 
+def _count(name: str, value: int, minimum: int) -> int:
+    if value < minimum:
+        raise Failure(f"{name}={value} must be a whole number >= {minimum}")
+    return value
+
+
 # ---- local: torchrun as a subprocess ----------------------------------------------------------------
 
 
 class LocalTrainingLauncher(TrainingLauncher):
     """torchrun on this machine: `nproc_per_node` DDP workers (gloo on CPU, NCCL on GPUs)."""
 
+    # No `ge` bound on the counts: pydantic would check the EnvVar.int placeholder, not the value; the profile
+    # checks the variable (pipelines.config.int_setting) and `resolved_*` the value.
     nproc_per_node: int = Field(
-        default=0, ge=0, description="worker processes (GPUs on a GPU machine); 0 = FLYWHEEL_TRAINING_NPROC, then 1"
+        default=1, description="worker processes (GPUs on a GPU machine); profiles: FLYWHEEL_TRAINING_NPROC"
     )
     max_restarts: int = Field(default=1, ge=0, description="torchrun restarts after a worker dies (resume)")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when available")
@@ -103,7 +111,7 @@ class LocalTrainingLauncher(TrainingLauncher):
     )
 
     def resolved_nproc(self) -> int:
-        return self.nproc_per_node or int_setting("FLYWHEEL_TRAINING_NPROC", minimum=0, default=1) or 1
+        return _count("nproc_per_node", self.nproc_per_node, minimum=1)
 
     def command(self, entry_args: Sequence[str], log_dir: str) -> list[str]:
         return torchrun.local_command(
@@ -152,16 +160,14 @@ PASS_THROUGH = (
 class K8sTrainingLauncher(TrainingLauncher):
     """Training on Kubernetes GPU nodes: a pod (one node) or an Indexed Job / PyTorchJob (several nodes).
 
-    Empty `image`, `namespace`, `gpus_per_node` fall back to FLYWHEEL_TRAINING_IMAGE, FLYWHEEL_K8S_NAMESPACE
-    and FLYWHEEL_TRAINING_GPUS (deploy/k8s/base/config.yaml).
+    resources/profiles.py sets `image`, `namespace` and `gpus_per_node` from FLYWHEEL_TRAINING_IMAGE,
+    FLYWHEEL_K8S_NAMESPACE and FLYWHEEL_TRAINING_GPUS (deploy/k8s/base/config.yaml).
     """
 
-    image: str = Field(default="", description="training image; empty = FLYWHEEL_TRAINING_IMAGE")
-    namespace: str = Field(default="", description="empty = FLYWHEEL_K8S_NAMESPACE, then flywheel")
+    image: str = Field(default="", description="training image (required to launch)")
+    namespace: str = Field(default="flywheel", description="namespace of the training pods")
     nodes: int = Field(default=1, ge=1, description="nodes; 1 = a single pod")
-    gpus_per_node: int = Field(
-        default=-1, ge=-1, description="nvidia.com/gpu per pod; -1 = FLYWHEEL_TRAINING_GPUS or 1"
-    )
+    gpus_per_node: int = Field(default=1, description="nvidia.com/gpu per pod; 0 = CPU pods")
     multinode: Literal["indexed_job", "pytorchjob"] = Field(default="indexed_job", description="when nodes > 1")
     max_restarts: int = Field(default=1, ge=0)
     cpu: str = "4"
@@ -188,14 +194,10 @@ class K8sTrainingLauncher(TrainingLauncher):
     log_tail_lines: int = 30
 
     def resolved_gpus(self) -> int:
-        return (
-            self.gpus_per_node
-            if self.gpus_per_node >= 0
-            else int_setting("FLYWHEEL_TRAINING_GPUS", minimum=0, default=1)
-        )
+        return _count("gpus_per_node", self.gpus_per_node, minimum=0)
 
     def resolved_namespace(self) -> str:
-        return self.namespace or setting("FLYWHEEL_K8S_NAMESPACE") or "flywheel"
+        return self.namespace or "flywheel"
 
     def describe(self) -> str:
         shape = "pod" if self.nodes == 1 else self.multinode
@@ -206,7 +208,7 @@ class K8sTrainingLauncher(TrainingLauncher):
     def pod_config(
         self, name: str, entry_args: Sequence[str], env: Mapping[str, str], run_id: str
     ) -> manifests.TrainingPodConfig:
-        image = self.image or setting("FLYWHEEL_TRAINING_IMAGE") or ""
+        image = self.image.strip()
         if not image:
             raise FlywheelError(
                 "no training image configured: set K8sTrainingLauncher.image or FLYWHEEL_TRAINING_IMAGE"

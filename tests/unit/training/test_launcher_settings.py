@@ -1,8 +1,5 @@
-"""Launcher settings from the environment: FLYWHEEL_TRAINING_GPUS=0 means CPU pods; bad values are one sentence.
-
-The parser (pipelines.config.int_setting) raises FlywheelError; the launchers, at the Dagster edge, turn it
-into a dagster.Failure with the same sentence.
-"""
+"""Launcher settings: the profiles set them from the environment (FLYWHEEL_TRAINING_GPUS=0 means CPU pods) and
+a bad value is one sentence naming the variable (pipelines.config.int_setting)."""
 
 from __future__ import annotations
 
@@ -10,37 +7,41 @@ import pytest
 from dagster import Failure
 
 from pipelines.errors import FlywheelError
+from resources.profiles import build_resources
 from resources.training import K8sTrainingLauncher, LocalTrainingLauncher
 
 
 def test_gpu_and_process_counts_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profiles pass the variables as EnvVar; the launchers themselves read no environment."""
     monkeypatch.delenv("FLYWHEEL_TRAINING_GPUS", raising=False)
+    monkeypatch.delenv("FLYWHEEL_TRAINING_NPROC", raising=False)
     monkeypatch.setenv("FLYWHEEL_STATE_DIR", "/nonexistent/flywheel-state")  # no stack.env to fall back on
-    assert K8sTrainingLauncher().resolved_gpus() == 1  # unset: one GPU per pod
+    assert build_resources("k8s")["trainer"].gpus_per_node == 1  # unset: one GPU per pod
+    assert build_resources("local")["trainer"].nproc_per_node == 1
     monkeypatch.setenv("FLYWHEEL_TRAINING_GPUS", "0")  # CPU workers, as TrainingPodConfig documents
-    assert K8sTrainingLauncher().resolved_gpus() == 0
-    monkeypatch.setenv("FLYWHEEL_TRAINING_GPUS", "8")
-    assert K8sTrainingLauncher().resolved_gpus() == 8 and K8sTrainingLauncher(gpus_per_node=2).resolved_gpus() == 2
-    monkeypatch.setenv("FLYWHEEL_TRAINING_NPROC", "0")
-    assert LocalTrainingLauncher().resolved_nproc() == 1
     monkeypatch.setenv("FLYWHEEL_TRAINING_NPROC", "3")
-    assert LocalTrainingLauncher().resolved_nproc() == 3
+    gpus, nproc = build_resources("k8s")["trainer"].gpus_per_node, build_resources("local")["trainer"].nproc_per_node
+    assert gpus.env_var_name == "FLYWHEEL_TRAINING_GPUS" and nproc.env_var_name == "FLYWHEEL_TRAINING_NPROC"
+    assert K8sTrainingLauncher(gpus_per_node=0).resolved_gpus() == 0
+    assert LocalTrainingLauncher(nproc_per_node=3).resolved_nproc() == 3
 
 
-@pytest.mark.parametrize(("name", "value"), [("FLYWHEEL_TRAINING_GPUS", "two"), ("FLYWHEEL_TRAINING_GPUS", "-1")])
-def test_bad_counts_say_which_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "value", "profile", "bound"),
+    [
+        ("FLYWHEEL_TRAINING_GPUS", "two", "k8s", ">= 0"),
+        ("FLYWHEEL_TRAINING_GPUS", "-1", "k8s", ">= 0"),
+        ("FLYWHEEL_TRAINING_NPROC", "many", "local", ">= 1"),
+        ("FLYWHEEL_TRAINING_NPROC", "0", "local", ">= 1"),
+    ],
+)
+def test_bad_counts_say_which_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, profile: str, bound: str
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", "/nonexistent/flywheel-state")
     monkeypatch.setenv(name, value)
-    sentence = rf"{name}='{value}' is not a whole number >= 0"
-    with pytest.raises(FlywheelError, match=sentence):
-        K8sTrainingLauncher().resolved_gpus()
-    with pytest.raises(Failure, match=sentence):  # what a Dagster step sees
-        K8sTrainingLauncher().describe()
-
-
-def test_bad_process_count_says_which_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLYWHEEL_TRAINING_NPROC", "many")
-    with pytest.raises(Failure, match=r"FLYWHEEL_TRAINING_NPROC='many' is not a whole number"):
-        LocalTrainingLauncher().describe()
+    with pytest.raises(FlywheelError, match=rf"{name}='{value}' is not a whole number {bound}"):
+        build_resources(profile)
 
 
 def test_pod_config_carries_the_launcher_fields() -> None:
@@ -76,8 +77,6 @@ def test_pod_config_carries_the_launcher_fields() -> None:
 
 
 def test_no_image_is_one_sentence_for_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("FLYWHEEL_TRAINING_IMAGE", raising=False)
-    monkeypatch.setenv("FLYWHEEL_STATE_DIR", "/nonexistent/flywheel-state")
     with pytest.raises(FlywheelError, match="no training image configured"):
         K8sTrainingLauncher().pod_config("job", [], {}, "run")
 
