@@ -22,9 +22,9 @@ install: $(STAMP)
 test: install
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
-# No server: the unit tests mirror pipelines/ and run in well under a minute.
+# No server, under a minute: the unit tests not marked slow (`make test` runs those too).
 test-unit: install
-	$(BIN)/python -m pytest -q -ra tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra tests/unit -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -174,7 +174,8 @@ def features(context: AssetExecutionContext, raw_events: RawBatch, spark: SparkR
 
 def _summary_metadata(summary: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        keys.VALIDATION: MetadataValue.json(summary.to_dict()),
+        keys.VALIDATION: MetadataValue.text("passed" if summary.success else "failed"),
+        keys.VALIDATION_SUMMARY: MetadataValue.json(summary.to_dict()),
         "expectations": MetadataValue.int(summary.expectations),
         "expectations_failed": MetadataValue.int(summary.expectations_failed),
         "rows": MetadataValue.int(summary.rows),

@@ -7,7 +7,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipelines.config import kafka_bootstrap
+from pipelines.errors import FlywheelError
 from pipelines.ingest.parallel import READER_SETTINGS, KafkaConsumerFactory
 
 
@@ -19,7 +19,12 @@ class KafkaResource(ConfigurableResource):
     client_id: str = "flywheel"
 
     def resolved_bootstrap(self) -> str:
-        return kafka_bootstrap(self.bootstrap_servers)
+        value = self.bootstrap_servers.strip()
+        if not value:
+            raise FlywheelError(
+                "KafkaResource.bootstrap_servers is empty: set KAFKA_BOOTSTRAP_SERVERS (or run `flywheel up`)"
+            )
+        return value
 
     def client_config(self) -> dict[str, Any]:
         return {

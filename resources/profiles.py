@@ -1,5 +1,6 @@
 """The one place that picks resources per profile (FLYWHEEL_PROFILE=local|k8s): one dict each, every value
-that comes from the environment written as `dagster.EnvVar`, so the UI shows which variable sets it.
+that comes from the environment written as `dagster.EnvVar`, so the UI shows which variable sets it
+(LAKEFS_TIMEOUT_S, a float, is parsed here: EnvVar has no float form).
 
 Assets, checks, jobs and sensors are the same objects in both profiles; only these dicts differ.
 The local profile first exports `.flywheel/stack.env` (written by `flywheel up`) into the environment, so
@@ -8,11 +9,12 @@ the EnvVars below find the embedded stack's endpoints and credentials.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dagster import EnvVar
 
-from pipelines.config import float_setting, int_setting, load_stack_env, setting
+from pipelines.config import float_setting, int_setting, load_stack_env
 from pipelines.config import profile as current_profile
 from pipelines.lake import DEFAULT_REPOSITORY
 from resources.kafka import KafkaResource
@@ -26,7 +28,7 @@ from resources.training import K8sTrainingLauncher, LocalTrainingLauncher
 def optional(name: str, default: Any, kind: type = str, minimum: int | None = None) -> Any:
     """EnvVar(name) when the environment sets it, else the default (shown as a literal in the UI). A whole
     number is checked here, so a bad value is one sentence naming the variable."""
-    if setting(name) is None:
+    if name not in os.environ:  # EnvVar reads os.environ only (the local profile exported stack.env first)
         return default
     if kind is int:
         int_setting(name, default=default, minimum=minimum)

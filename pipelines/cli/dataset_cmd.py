@@ -14,6 +14,7 @@ from typing import Any
 
 from pipelines.errors import FlywheelError
 from pipelines.lineage import keys
+from pipelines.lineage.uris import lake_uri
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +59,9 @@ def dataset_at(lake: Any, ref: str, spec_name: str) -> dict[str, Any]:
             return {
                 "ref": ref,
                 "commit": commit.id,
-                "uri": f"lakefs://{lake.repository_id}/{commit.id}/features/{spec_name}/",
+                "uri": lake_uri(
+                    lake.repository_id, commit.id, meta.get(keys.FEATURES_PATH) or f"features/{spec_name}/"
+                ),
                 "created": commit.creation_date,
                 "message": commit.message,
                 "spec": spec_name,

@@ -135,10 +135,10 @@ def run(count: int, jobs: list[str], keep: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
-    parser.add_argument("--count", type=int, default=int(os.environ.get("DEMO_EVENTS", "100000")))
+    parser.add_argument("--count", type=int, default=config.int_setting("DEMO_EVENTS", default=100_000, minimum=1))
     parser.add_argument(
         "--jobs",
-        default=os.environ.get("DEMO_JOBS", ",".join(DEFAULT_JOBS)),
+        default=config.setting("DEMO_JOBS") or ",".join(DEFAULT_JOBS),
         help="comma-separated Dagster jobs to run after producing",
     )
     parser.add_argument("--keep", action="store_true", help="leave the stack running afterwards")

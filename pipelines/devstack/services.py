@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.config import setting
 from pipelines.devstack import net
+from pipelines.lake import DEFAULT_REPOSITORY
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def _lakefs_exports(ctx: Context) -> dict[str, str]:
         "LAKEFS_ENDPOINT": endpoint_url(ctx.host, ctx.port("lakefs")),
         "LAKEFS_ACCESS_KEY_ID": key,
         "LAKEFS_SECRET_ACCESS_KEY": secret,
-        "LAKEFS_REPOSITORY": os.environ.get("LAKEFS_REPOSITORY", "flywheel"),
+        "LAKEFS_REPOSITORY": setting("LAKEFS_REPOSITORY") or DEFAULT_REPOSITORY,
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 PREFIX = "flywheel."
 
 # -- who and what produced it
-RUN_ID = "flywheel.run_id"  # the Dagster run id ("" when run by hand outside Dagster)
+RUN_ID = "flywheel.run_id"  # the Dagster run id; a CLI operation's name for `flywheel dataset` commands
 STAGE = "flywheel.stage"  # raw | features | validation | published (lakeFS); the asset name elsewhere
 KIND = "flywheel.kind"  # dataset | model
 SPEC = "flywheel.spec"  # the dataset spec's name

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines import layout
-from pipelines.errors import FlywheelError
+from pipelines.errors import FlywheelError, LakeError
+from pipelines.lineage.uris import LakeURI, lake_uri
 from pipelines.spec import DatasetSpec
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class DataLocation:
     @property
     def uri(self) -> str:
         if self.scheme == "lakefs":
-            return f"lakefs://{self.repository}/{self.commit}/"
+            return lake_uri(self.repository, self.commit)
         return Path(self.root).resolve().as_uri() + "/"
 
     def table_uri(self, spec: DatasetSpec) -> str:
@@ -68,10 +69,11 @@ def parse_location(uri: str) -> DataLocation:
     """`lakefs://repo/<commit id>[/...]` or a local directory (file:// or a path)."""
     parsed = urlparse(uri)
     if parsed.scheme == "lakefs":
-        repo = parsed.netloc
-        ref = parsed.path.strip("/").split("/", 1)[0]
-        if not repo or not ref:
-            raise FlywheelError(f"{uri!r}: a lakeFS data URI is lakefs://<repository>/<commit id>/")
+        try:
+            where = LakeURI.parse(uri)
+        except LakeError:
+            raise FlywheelError(f"{uri!r}: a lakeFS data URI is lakefs://<repository>/<commit id>/") from None
+        repo, ref = where.repository, where.ref
         if not COMMIT_ID.match(ref):
             raise FlywheelError(
                 f"{uri!r}: {ref!r} is not a commit id. Training reads an exact commit, never a branch head: "

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.redact import redact_url
+from pipelines.errors import FlywheelError
+from pipelines.redact import MASK, redact_url
 
 CONTAINER = "trainer"
 RENDEZVOUS_PORT = 29500
@@ -96,6 +97,13 @@ def pod_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
         kept[name] = redact_url(value)
         if kept[name] != value:
             withheld.append(name)
+            if MASK in kept[name]:
+                # A secret in a query string has no Secret to come back from: the pod would get *** and fail.
+                raise FlywheelError(
+                    f"{name} carries a secret in its query string, which must not be written into a pod spec: "
+                    "put the credential in the flywheel-mlflow Secret (MLFLOW_TRACKING_TOKEN or USERNAME/PASSWORD) "
+                    f"and drop it from {name}"
+                )
     return kept, withheld
 
 

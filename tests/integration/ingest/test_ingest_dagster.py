@@ -68,7 +68,9 @@ def test_ingest_job_assets_publish_gate_and_nothing_new(ingest_env: IngestEnv) -
         assert mats[name][keys.RUN_ID].value == result.run_id
     assert {keys.OFFSET_RANGES, "quarantined", "valid", "events", keys.LAKEFS_BRANCH} <= set(mats["raw_events"])
     published = mats["validated_dataset"]
-    assert {keys.DATASET_TAG, keys.OFFSETS, keys.VALIDATION, keys.DATA_DOCS, "rows", "quarantined"} <= set(published)
+    assert {keys.DATASET_TAG, keys.OFFSETS, keys.VALIDATION_SUMMARY, keys.DATA_DOCS, "rows", "quarantined"} <= set(
+        published
+    )
     head = env.lake.resolve(MAIN)
     assert published[keys.LAKEFS_COMMIT].value == head
     assert published[keys.DATASET_URI].value.startswith(f"lakefs://{env.repository}/{head}/")

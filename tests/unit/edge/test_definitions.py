@@ -79,6 +79,7 @@ def test_unknown_profile_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
         profile()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["local", "k8s"])
 def test_dagster_definitions_validate(profile: str, tmp_path: Path) -> None:
     env = {**os.environ, "FLYWHEEL_PROFILE": profile, "DAGSTER_HOME": str(tmp_path)}

@@ -28,6 +28,8 @@ from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN, raw_schema
 from pipelines.spec.events import INT64_MAX, INT64_MIN, MAX_EPOCH_MS, MIN_EPOCH_MS, checker_for
 from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
 
+pytestmark = pytest.mark.slow  # seconds each: `make test-unit` leaves it to `make test`
+
 Record = namedtuple("Record", "value offset timestamp")
 RESERVED = {"event_id": "id", "entity_key": "key", "timestamp": "ts", "label": "label"}
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -17,6 +18,8 @@ from torch import nn
 from pipelines.training.checkpoint import CheckpointStore
 from pipelines.training.distributed import DistContext
 from pipelines.training.loop import LoopConfig, Tensors, train
+
+pytestmark = pytest.mark.slow  # seconds each: `make test-unit` leaves it to `make test`
 
 CFG = LoopConfig(epochs=5, batch_size=64, learning_rate=0.05, weight_decay=0.0, patience=1, seed=1, monitor="loss")
 

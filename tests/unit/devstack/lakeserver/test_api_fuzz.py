@@ -39,7 +39,11 @@ from pipelines.devstack.lakeserver.trees import Entry
 
 SWAGGER = Path(__file__).resolve().parents[5] / "shared" / "lakefs" / "swagger.yml"
 if not SWAGGER.exists():
-    pytest.fail(f"the lakeFS contract is missing: {SWAGGER} (shared/ must sit beside the repository)", pytrace=False)
+    # CI always has shared/ beside the checkout: there a missing contract is a failure, elsewhere a skip.
+    reason = f"the lakeFS contract is missing: {SWAGGER} (shared/ must sit beside the repository)"
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 EXAMPLES = int(os.environ.get("FLYWHEEL_FUZZ_EXAMPLES", "10"))
 # A key pair shaped like the ones the server generates (auth.load_or_create).
 CREDENTIALS = Credentials("AKIAJ" + secrets.token_hex(7).upper(), secrets.token_urlsafe(30)[:40])
