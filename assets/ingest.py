@@ -25,10 +25,12 @@ from dagster import (
 )
 from pydantic import Field
 
+from pipelines.features import stage as feature_stage
 from pipelines.ingest import stages
 from pipelines.lake import lake_uri
 from pipelines.lineage import keys
 from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch
+from pipelines.quality import stage as quality_stage
 from pipelines.spec import load_spec
 from resources.kafka import KafkaResource
 from resources.lakefs import LakeFSResource
@@ -146,7 +148,7 @@ def raw_events(
     "typed, deduplicated by event id, per-entity history aggregates, deterministic split, vocabularies.",
 )
 def features(context: AssetExecutionContext, raw_events: RawBatch, spark: SparkResource, lakefs: LakeFSResource):
-    feats = stages.build_features(lakefs.lake, spark.session(), raw_events.dataset_spec(), raw_events)
+    feats = feature_stage.build_features(lakefs.lake, spark.session(), raw_events.dataset_spec(), raw_events)
     context.log.info(
         f"model table: {feats.rows} rows ({feats.duplicates_dropped} duplicates dropped) in {feats.seconds:.1f}s: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in feats.seconds_detail.items())
@@ -209,10 +211,10 @@ def validated_dataset(
 ):
     lake = lakefs.lake
     spec = raw_events.dataset_spec()
-    summary = stages.validate(lake, spec, raw_events, features)
+    summary = quality_stage.validate(lake, spec, raw_events, features)
     meta = _summary_metadata(summary)
     if not summary.success:
-        message = stages.failure_message(lake, raw_events, summary)
+        message = quality_stage.failure_message(lake, raw_events, summary)
         yield AssetCheckResult(
             check_name="passes_expectations",
             passed=False,

@@ -154,7 +154,7 @@ def warm_spark_repeat(spec, lake, commit: str, repeats: int = 3) -> dict[str, fl
 
     from pipelines import layout
     from pipelines.features.build import model_table, read_raw
-    from pipelines.ingest.stages import local_copies
+    from pipelines.lakecache import local_copies
 
     spark = SparkSession.builder.getOrCreate()  # the run's session (started in another thread, so not "active")
     files = local_copies(lake, commit, layout.raw_prefix(spec))

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.config import setting
+from pipelines.features import stage as feature_stage
 from pipelines.features.build import SparkDuringRead
 from pipelines.ingest import stages
 from pipelines.ingest.parallel import kafka_consumer_factory
 from pipelines.lake import Lake
 from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch
+from pipelines.quality import stage as quality_stage
 from pipelines.spark import take_started
 from pipelines.spec.model import DatasetSpec
 
@@ -98,16 +100,16 @@ def run_ingest(
         seconds["spark_start_overlapped"] = round(t0 - (during.started_at or t0), 3)
     # Importing GX takes seconds of Python; Spark's work runs in the JVM while this thread waits on it.
     _POOL.submit(_preload_validation)
-    outcome.features = stages.build_features(lake, spark, spec, raw)
+    outcome.features = feature_stage.build_features(lake, spark, spec, raw)
     seconds["features"] = outcome.features.seconds
     seconds.update({f"features.{k}": v for k, v in outcome.features.seconds_detail.items()})
     log.info("stage features done: %d rows at %s", outcome.features.rows, outcome.features.commit)
     t0 = time.monotonic()
-    outcome.validation = stages.validate(lake, spec, raw, outcome.features)
+    outcome.validation = quality_stage.validate(lake, spec, raw, outcome.features)
     seconds["validation"] = round(time.monotonic() - t0, 3)
     log.info("stage validation done: %s", outcome.validation.headline())
     if not outcome.validation.success:
-        raise stages.ValidationFailedError(stages.failure_message(lake, raw, outcome.validation))
+        raise stages.ValidationFailedError(quality_stage.failure_message(lake, raw, outcome.validation))
     t0 = time.monotonic()
     outcome.published = stages.publish_dataset(lake, spec, raw, outcome.features, outcome.validation)
     seconds["commit_merge"] = round(time.monotonic() - t0, 3)

@@ -1,11 +1,13 @@
-"""Write-audit-publish ingestion as plain functions: one per stage, so a Dagster step, the CLI and a test
-run the same code. Stages hand each other the small JSON-able records of pipelines.lineage.records; the
-data itself lives on the run branch, written through the one write-audit-publish (lake.WriteAuditPublish).
+"""Write-audit-publish ingestion: the first and last stage of a run, as plain functions a Dagster step, the CLI
+and a test all call. The stages in between live in their own packages; all write on the run branch.
 
-    raw = ingest_raw(lake, consumer_factory, spec, run_id)     # Kafka -> raw/ + quarantine/ + offsets
-    feats = build_features(lake, spark, spec, raw)             # Spark model table -> features/<spec>/
-    summary = validate(lake, spec, raw, feats)                 # GX + dataset checks (the gate)
-    version = publish_dataset(lake, spec, raw, feats, summary) # one merge into main, then a tag
+    raw = ingest_raw(lake, consumer_factory, spec, run_id)                  # Kafka -> raw/ + quarantine/ + offsets
+    feats = features.stage.build_features(lake, spark, spec, raw)          # Spark model table -> features/<spec>/
+    summary = quality.stage.validate(lake, spec, raw, feats)               # GX + dataset checks (the gate)
+    version = publish_dataset(lake, spec, raw, feats, summary)             # one merge into main, then a tag
+
+Stages hand each other the small JSON-able records of pipelines.lineage.records; the data itself lives on the
+run branch (pipelines.runbranch), written through the one write-audit-publish (lake.WriteAuditPublish).
 
 Exactly once: the run branch starts at the commit of `main` whose offsets file the run read, and the
 offsets the run reached are committed on that branch with the data they produced. `main` moves only by
@@ -27,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from pipelines import layout
 from pipelines.config import setting, state_dir
 from pipelines.errors import FlywheelError
@@ -41,16 +41,15 @@ from pipelines.ingest.offsets import (
 )
 from pipelines.ingest.parallel import KafkaConsumerFactory, consume_parallel
 from pipelines.ingest.parse import StagedWriter
-from pipelines.lake import MAIN, Lake, LakeConflictError, WriteAuditPublish, lake_uri, run_branch_name
+from pipelines.lake import MAIN, Lake, LakeConflictError, run_branch_name
+from pipelines.lakecache import prune_cache, remember
 from pipelines.lineage import keys
 from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch
-from pipelines.spec.loader import spec_hash
+from pipelines.quality.stage import failure_message
+from pipelines.runbranch import BRANCH_PREFIX, base_metadata, run_wap
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
-
-BRANCH_PREFIX = "ingest"
-FEATURE_ROWS_PER_FILE = 1_000_000
 
 
 class ValidationFailedError(FlywheelError):
@@ -78,58 +77,6 @@ class IngestSettings:
 # ---- helpers ----------------------------------------------------------------------------------------
 
 
-def _cache_dir(lake: Lake) -> Path:
-    return state_dir() / "cache" / "lakefs" / lake.repository_id
-
-
-def _cache_key(checksum: str, size: int | None) -> str:
-    return f"{checksum}-{size or 0}.parquet"
-
-
-def _remember(lake: Lake, ref: str, pairs: list[tuple[Path, str]]) -> None:
-    """Move uploaded local files into the content cache (keyed by lakeFS checksum) for later stages."""
-    cache = _cache_dir(lake)
-    cache.mkdir(parents=True, exist_ok=True)
-    infos = {}
-    for prefix in sorted({path.rsplit("/", 1)[0] + "/" for _, path in pairs}):
-        infos.update({o.path: o for o in lake.list_objects(ref, prefix)})
-    for local, path in pairs:
-        info = infos.get(path)
-        if info is not None:
-            os.replace(local, cache / _cache_key(info.checksum, info.size_bytes))
-
-
-def prune_cache(lake: Lake, ref: str, prefixes: list[str], min_age_s: float = 3600.0) -> int:
-    """Drop cached files no object under prefixes at ref uses (older than min_age_s: other runs may be
-    using theirs). Every run rewrites the model table, so without this the cache grows by one per run."""
-    cache = _cache_dir(lake)
-    if not cache.exists():
-        return 0
-    keep = {_cache_key(o.checksum, o.size_bytes) for p in prefixes for o in lake.list_objects(ref, p)}
-    now, dropped = time.time(), 0
-    for path in cache.iterdir():
-        if path.name not in keep and now - path.stat().st_mtime > min_age_s:
-            path.unlink(missing_ok=True)
-            dropped += 1
-    return dropped
-
-
-def local_copies(lake: Lake, ref: str, prefix: str, suffix: str = ".parquet") -> list[Path]:
-    """Local files for every object under prefix at ref: from the content cache, downloading misses."""
-    cache = _cache_dir(lake)
-    files = []
-    for info in lake.list_objects(ref, prefix):
-        if not info.path.endswith(suffix):
-            continue
-        local = cache / _cache_key(info.checksum, info.size_bytes)
-        if not local.exists():
-            tmp = local.with_suffix(f".{os.getpid()}.part")
-            lake.download_file(ref, info.path, tmp)
-            os.replace(tmp, local)
-        files.append(local)
-    return files
-
-
 def read_offsets(lake: Lake, ref: str, spec: DatasetSpec) -> dict[int, int]:
     """{partition: next offset} recorded at ref (see pipelines.ingest.offsets for the topic id)."""
     return read_stored_offsets(lake, ref, spec).offsets
@@ -141,15 +88,6 @@ def topic_metadata(raw: RawBatch) -> dict[str, str]:
     if raw.topic_reset is not None:
         meta[keys.TOPIC_RESET] = keys.dumps(raw.topic_reset)
     return meta
-
-
-def base_metadata(spec: DatasetSpec, run_id: str) -> dict[str, str]:
-    return keys.dataset_base(spec.name, spec_hash(spec), run_id, spec.topic.name)
-
-
-def run_wap(lake: Lake, run_id: str) -> WriteAuditPublish:
-    """The run's write-audit-publish branch (ingest-<run id>), into main."""
-    return lake.wap(run_id, BRANCH_PREFIX, MAIN)
 
 
 # ---- stage 1: Kafka -> raw + quarantine on the run branch --------------------------------------------
@@ -272,133 +210,13 @@ def ingest_raw(
     }
     batch.commit = wap.commit(f"raw events of {spec.topic.name} for run {run_id}", meta)
     batch.branch = wap.branch
-    _remember(lake, batch.commit, uploads)
+    remember(lake, batch.commit, uploads)
     shutil.rmtree(staging, ignore_errors=True)
     batch.seconds["raw_write"] = round(time.monotonic() - t0, 3)
     return batch
 
 
-# ---- stage 2: Spark model table ------------------------------------------------------------------------
-
-
-def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> FeatureBatch:
-    """Rebuild features/<spec>/ on the run branch from all raw events there (history of every run)."""
-    import pyarrow as pa
-
-    from pipelines.features.build import model_table, read_raw, vocabularies, vocabularies_json
-
-    if raw.branch is None or raw.commit is None:
-        raise FlywheelError("build_features needs a raw batch with a branch (nothing new was ingested)")
-    t0 = time.monotonic()
-    files = local_copies(lake, raw.commit, layout.raw_prefix(spec))
-    # every event so far quarantined gives an empty table, which the gate then rejects
-    history = read_raw(files, spec)
-    t_read = time.monotonic() - t0
-    detail: dict[str, float] = {}
-    table = model_table(spark, spec, history, files, timings=detail)
-    raw_rows = history.num_rows
-    del history
-    vocab = vocabularies(table, spec)
-    t_spark = time.monotonic() - t0
-
-    out_dir = state_dir() / "ingest" / f"{raw.branch}-features"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    prefix = layout.features_prefix(spec)
-    uploads: list[tuple[Path, str]] = []
-    for n, start in enumerate(range(0, max(table.num_rows, 1), FEATURE_ROWS_PER_FILE)):
-        local = out_dir / f"part-{n:05d}.parquet"
-        pq.write_table(table.slice(start, FEATURE_ROWS_PER_FILE), local, compression="zstd")
-        uploads.append((local, prefix + local.name))
-    # Replace the previous table: drop parts this build does not rewrite.
-    keep = {p for _, p in uploads}
-    stale = [p for p in lake.list_paths(raw.commit, prefix) if p not in keep and not p.startswith(f"{prefix}_meta/")]
-    wap = run_wap(lake, raw.run_id)
-    if stale:
-        wap.delete_objects(stale)
-    t_write = time.monotonic() - t0 - t_spark
-    for local, path in uploads:
-        wap.upload_file(path, local, "application/vnd.apache.parquet")
-    wap.write_bytes(layout.vocabularies_path(spec), vocabularies_json(vocab), "application/json")
-    splits = {s["values"]: s["counts"] for s in table.column(layout.SPLIT_COLUMN).value_counts().to_pylist()}
-    entities = pa.compute.count_distinct(table.column(spec.entity_key)).as_py()
-    meta = {
-        **base_metadata(spec, raw.run_id),
-        keys.STAGE: "features",
-        keys.ROWS: str(table.num_rows),
-        keys.SPLITS: keys.dumps(splits),
-    }
-    commit = wap.commit(f"model table {spec.name} for run {raw.run_id}", meta)
-    _remember(lake, commit, uploads)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    return FeatureBatch(
-        branch=raw.branch,
-        commit=commit,
-        rows=table.num_rows,
-        raw_rows=raw_rows,
-        duplicates_dropped=raw_rows - table.num_rows,
-        splits=splits,
-        entities=entities,
-        paths=[p for _, p in uploads],
-        vocabularies=vocab,
-        seconds=round(time.monotonic() - t0, 3),
-        seconds_detail={
-            "raw_read": round(t_read, 3),
-            **detail,
-            "model_table": round(t_spark, 3),
-            "parquet_write": round(t_write, 3),
-            "upload_commit": round(time.monotonic() - t0 - t_spark - t_write, 3),
-        },
-    )
-
-
 # ---- stage 3: validation (the gate) and publication -------------------------------------------------------
-
-
-def gx_dir() -> Path:
-    return state_dir() / "gx"
-
-
-def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) -> Any:
-    """Run the gate on the model table at the features commit; record the summary on the branch.
-
-    Returns a ValidationSummary; never merges. The caller fails the run when `summary.success` is False.
-    """
-    import pyarrow as pa
-
-    from pipelines.features.build import model_table_schema
-    from pipelines.quality.validate import validate_model_table
-
-    files = local_copies(lake, feats.commit, layout.features_prefix(spec))
-    table = pa.concat_tables(pq.read_table(f) for f in files).cast(model_table_schema(spec))
-    summary = validate_model_table(
-        table,
-        spec,
-        valid_in_batch=raw.valid,
-        quarantined_in_batch=raw.quarantined,
-        gx_dir=gx_dir(),
-        run_name=raw.run_id,
-    )
-    record = {**summary.to_dict(), "run_id": raw.run_id, "features_commit": feats.commit}
-    wap = run_wap(lake, raw.run_id)
-    wap.write_json(layout.VALIDATION_PREFIX + f"{spec.name}.json", record)
-    meta = {
-        **base_metadata(spec, raw.run_id),
-        keys.STAGE: "validation",
-        keys.VALIDATION: "passed" if summary.success else "failed",
-        keys.VALIDATION_SUMMARY: summary.headline()[:1000],
-    }
-    wap.commit(f"validation {'passed' if summary.success else 'FAILED'} for run {raw.run_id}", meta)
-    return summary
-
-
-def failure_message(lake: Lake, raw: RawBatch, summary: Any) -> str:
-    main_now = lake.resolve(MAIN)
-    return (
-        f"dataset validation failed ({summary.headline()}). Nothing was published: main is untouched at "
-        f"{main_now}; the data is kept on branch {raw.branch!r} "
-        f"({lake_uri(lake.repository_id, raw.branch or '', '')}) for inspection. Data Docs: {summary.data_docs}"
-    )
 
 
 def dataset_version(lake: Lake, ref: str, spec: DatasetSpec) -> int:

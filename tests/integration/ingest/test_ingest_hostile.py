@@ -14,8 +14,9 @@ from eventgen import valid_event
 from harness import IngestEnv, make_env
 
 from pipelines import layout
-from pipelines.ingest.stages import IngestSettings, local_copies
+from pipelines.ingest.stages import IngestSettings
 from pipelines.lake import MAIN
+from pipelines.lakecache import local_copies
 from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN
 from pipelines.spec import load_spec
 from pipelines.spec.model import DatasetSpec

@@ -17,8 +17,8 @@ import pytest
 from harness import IngestEnv
 
 from pipelines import layout
-from pipelines.ingest.stages import local_copies
 from pipelines.lake import MAIN
+from pipelines.lakecache import local_copies
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,8 +12,9 @@ from harness import IngestEnv, make_env
 
 from pipelines import layout
 from pipelines.cli import main as flywheel
-from pipelines.ingest.stages import IngestSettings, ValidationFailedError, local_copies
+from pipelines.ingest.stages import IngestSettings, ValidationFailedError
 from pipelines.lake import MAIN, list_branches
+from pipelines.lakecache import local_copies
 from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN
 from pipelines.spec import load_spec
 

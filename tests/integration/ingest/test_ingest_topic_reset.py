@@ -19,8 +19,9 @@ from pipelines.ingest.consume import OffsetsError
 from pipelines.ingest.lag import kafka_lag
 from pipelines.ingest.offsets import offsets_document
 from pipelines.ingest.parallel import kafka_consumer_factory
-from pipelines.ingest.stages import IngestSettings, local_copies
+from pipelines.ingest.stages import IngestSettings
 from pipelines.lake import MAIN
+from pipelines.lakecache import local_copies
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,64 @@
+"""The gate of the `validated_dataset` asset: the model table at the features commit against the spec's GX
+suite and dataset checks, recorded on the run branch (never merged here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipelines import layout
+from pipelines.config import state_dir
+from pipelines.lake import MAIN, Lake, lake_uri
+from pipelines.lakecache import local_copies
+from pipelines.lineage import keys
+from pipelines.lineage.records import FeatureBatch, RawBatch
+from pipelines.runbranch import base_metadata, run_wap
+from pipelines.spec.model import DatasetSpec
+
+
+def gx_dir() -> Path:
+    return state_dir() / "gx"
+
+
+def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) -> Any:
+    """Run the gate on the model table at the features commit; record the summary on the branch.
+
+    Returns a ValidationSummary; never merges. The caller fails the run when `summary.success` is False.
+    """
+    import pyarrow as pa
+
+    from pipelines.features.build import model_table_schema
+    from pipelines.quality.validate import validate_model_table
+
+    files = local_copies(lake, feats.commit, layout.features_prefix(spec))
+    table = pa.concat_tables(pq.read_table(f) for f in files).cast(model_table_schema(spec))
+    summary = validate_model_table(
+        table,
+        spec,
+        valid_in_batch=raw.valid,
+        quarantined_in_batch=raw.quarantined,
+        gx_dir=gx_dir(),
+        run_name=raw.run_id,
+    )
+    record = {**summary.to_dict(), "run_id": raw.run_id, "features_commit": feats.commit}
+    wap = run_wap(lake, raw.run_id)
+    wap.write_json(layout.VALIDATION_PREFIX + f"{spec.name}.json", record)
+    meta = {
+        **base_metadata(spec, raw.run_id),
+        keys.STAGE: "validation",
+        keys.VALIDATION: "passed" if summary.success else "failed",
+        keys.VALIDATION_SUMMARY: summary.headline()[:1000],
+    }
+    wap.commit(f"validation {'passed' if summary.success else 'FAILED'} for run {raw.run_id}", meta)
+    return summary
+
+
+def failure_message(lake: Lake, raw: RawBatch, summary: Any) -> str:
+    main_now = lake.resolve(MAIN)
+    return (
+        f"dataset validation failed ({summary.headline()}). Nothing was published: main is untouched at "
+        f"{main_now}; the data is kept on branch {raw.branch!r} "
+        f"({lake_uri(lake.repository_id, raw.branch or '', '')}) for inspection. Data Docs: {summary.data_docs}"
+    )
