@@ -21,10 +21,12 @@ from dagster import (
 )
 
 from pipelines import layout
-from pipelines.lake import MAIN, lake_uri
+from pipelines.errors import FlywheelError
+from pipelines.lake import lake_uri
 from pipelines.lineage import keys
 from pipelines.lineage.records import TrainedModel
 from pipelines.spec import load_spec, spec_hash, spec_reference
+from pipelines.training.data import pin_main
 from pipelines.training.reporting import epoch_markdown
 from pipelines.training.tracking import model_version_url, run_url
 from resources.lakefs import LakeFSResource
@@ -43,14 +45,12 @@ def trained_model(
     context: AssetExecutionContext, trainer: TrainingLauncher, lakefs: LakeFSResource, mlflow: MLflowResource
 ) -> Output[TrainedModel]:
     spec = load_spec()
-    commit = lakefs.resolve(MAIN)  # pinned once: training reads this commit, whatever lands on main meanwhile
+    try:
+        commit = pin_main(lakefs.lake, spec)  # training reads this commit, whatever lands on main meanwhile
+    except FlywheelError as exc:
+        raise Failure(str(exc)) from exc
     repository = lakefs.repository
     table = layout.features_prefix(spec)
-    if not any(p.endswith(".parquet") for p in lakefs.list_paths(commit, table)):
-        raise Failure(
-            f"lakeFS {repository}@main (commit {commit[:12]}) has no model table under {table!r}: "
-            "run ingest_job first so that a validated dataset is merged into main"
-        )
     data_uri = lake_uri(repository, commit)
     context.log.info(f"training {spec.name} on {data_uri} ({trainer.describe()})")
 

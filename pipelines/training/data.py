@@ -163,3 +163,18 @@ def read_vocabularies(store: TableStore, spec: DatasetSpec) -> dict[str, list[st
         return None
     data = json.loads(store.read(path))
     return {str(k): [str(v) for v in values] for k, values in data.items()}
+
+
+def pin_main(lake: Lake, spec: DatasetSpec) -> str:
+    """`main` resolved once to the commit training reads (whatever lands on main meanwhile); refuses a commit
+    without a model table, saying what to run first."""
+    from pipelines.lake import MAIN
+
+    commit = lake.resolve(MAIN)
+    table = layout.features_prefix(spec)
+    if not any(p.endswith(".parquet") for p in lake.list_paths(commit, table)):
+        raise FlywheelError(
+            f"lakeFS {lake.repository_id}@main (commit {commit[:12]}) has no model table under {table!r}: "
+            "run ingest_job first so that a validated dataset is merged into main"
+        )
+    return commit
