@@ -142,13 +142,37 @@ class GateSpec(_Strict):
     label_rate_max: float = Field(default=0.5, ge=0, le=1)
     max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
     min_auc: float = Field(default=0.75, ge=0, le=1)
+    # Largest AUC drop against the champion, judged on the paired bootstrap interval of the difference.
     max_auc_regression: float = Field(default=0.005, ge=0, le=1)
+    max_ece: float = Field(default=0.1, ge=0, le=1, description="largest expected calibration error allowed")
+    max_latency_ms: float | None = Field(
+        default=None, gt=0, description="p99 latency budget at batch 1, one thread; None = no budget"
+    )
+    slice_feature: str | None = Field(default=None, description="a categorical feature whose slices are judged")
+    min_slice_size: int = Field(default=200, ge=1, description="slices with fewer test rows are reported, not judged")
+    min_slice_auc: float = Field(default=0.6, ge=0, le=1)
+    bootstrap_samples: int = Field(default=500, ge=50, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
     @model_validator(mode="after")
     def _label_bounds(self) -> GateSpec:
         if self.label_rate_min > self.label_rate_max:
             raise ValueError("label_rate_min is greater than label_rate_max")
         return self
+
+
+class OptimizeSpec(_Strict):
+    """Model optimization: which candidates to build and how much accuracy a faster form may cost."""
+
+    max_auc_drop: float = Field(default=0.005, ge=0, le=1, description="test AUC a candidate may lose vs fp32")
+    candidates: list[Literal["fp32", "int8", "pruned", "distilled", "onnx-fp32", "onnx-int8"]] = Field(
+        default_factory=lambda: ["fp32", "int8", "pruned", "distilled", "onnx-fp32", "onnx-int8"], min_length=1
+    )
+    prune_amount: float = Field(default=0.5, gt=0, lt=1, description="share of weights pruned by magnitude")
+    finetune_epochs: int = Field(default=2, ge=0, description="epochs of fine-tuning after pruning")
+    student_width: float = Field(default=0.25, gt=0, le=1, description="student hidden widths vs the teacher's")
+    student_epochs: int = Field(default=5, ge=1)
+    latency_repeats: int = Field(default=50, ge=5, description="timed repeats per latency measurement")
 
 
 class DriftSpec(_Strict):
@@ -170,6 +194,7 @@ class DatasetSpec(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     gates: GateSpec = Field(default_factory=GateSpec)
+    optimize: OptimizeSpec = Field(default_factory=OptimizeSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
 
     _check_name = field_validator("name", "event_id", "entity_key", "timestamp", "label")(_check_identifier)
@@ -187,6 +212,9 @@ class DatasetSpec(_Strict):
         for agg in self.aggregates:
             if agg.column is not None and agg.column not in numeric:
                 raise ValueError(f"aggregate {agg.name!r}: column {agg.column!r} is not a numeric feature")
+        categorical = {f.name for f in self.features if f.type == "categorical"}
+        if self.gates.slice_feature is not None and self.gates.slice_feature not in categorical:
+            raise ValueError(f"gates.slice_feature {self.gates.slice_feature!r} is not a categorical feature")
         return self
 
     # Convenience views used across the loop.
