@@ -1,4 +1,9 @@
-"""Environment settings shared by the CLI, the stack and the resources. One place reads os.environ."""
+"""Environment settings shared by the CLI, the stack, the profiles and the stages: the one place that reads
+Flywheel's settings (the environment, then `.flywheel/stack.env`), with one parser for numbers.
+
+Not settings, so read where they are consumed: the contract a launcher sets up for its process (torchrun's
+RANK/WORLD_SIZE/MASTER_*, Dagster Pipes' variables, JAVA_HOME for the JVM) and the embedded servers' own
+bootstrap (lakeFS credentials, port overrides in `flywheel up`)."""
 
 from __future__ import annotations
 
