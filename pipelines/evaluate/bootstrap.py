@@ -21,6 +21,8 @@ conditional on both classes being present, which matters only for test splits wi
 (where the gate's verdict is weak anyway); a split with fewer than 2 rows of either class is refused.
 
 Intervals are percentile intervals: [q((1-c)/2), q((1+c)/2)] of the resampled values at confidence c.
+ECE is biased upward under resampling (duplicated rows add binning noise, and |.| turns noise into error), so
+its interval can sit above the full-split estimate: it is reported for context; the gate judges the estimate.
 """
 
 from __future__ import annotations

@@ -178,10 +178,10 @@ def decide(
             GateCheck(
                 "max_auc_regression",
                 d.high >= limit,
-                d.estimate,
+                d.high,  # what is judged: the interval's upper bound
                 limit,
-                f"AUC challenger - champion, {pct} paired interval [{d.low:.4f}, {d.high:.4f}]; "
-                "rejected only when the upper bound is below the threshold",
+                f"upper bound of the {pct} paired interval of AUC challenger - champion: estimate {d.estimate:+.4f}, "
+                f"interval [{d.low:+.4f}, {d.high:+.4f}]",
             ),
             f"challenger AUC is worse than the champion's by more than the allowed {gates.max_auc_regression:.4f} "
             f"with {pct} confidence: AUC difference {d.estimate:+.4f}, interval [{d.low:+.4f}, {d.high:+.4f}] "
