@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from pipelines.evaluate.bootstrap import DEFAULT_SEED, METRICS, Interval, check_inputs, paired_bootstrap
@@ -235,7 +236,7 @@ def decide(
 
 
 def _slice_value(v: object) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
+    if v is None or ((np.isscalar(v) or v is pd.NA) and bool(pd.isna(v))):  # None, NaN, pd.NA: a nullable feature
         return MISSING_SLICE
     return str(v)
 

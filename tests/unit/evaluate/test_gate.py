@@ -164,6 +164,16 @@ def test_a_small_bad_slice_is_reported_not_judged() -> None:
     assert "manual" in slice_table_markdown(decision) and "fewer than 200 rows" in slice_table_markdown(decision)
 
 
+def test_missing_slice_values_form_their_own_slice() -> None:
+    labels, scores, channel = sliced(bad_rows=0, seed=14)
+    values = channel.astype(object)
+    values[:300] = None
+    values[300:400] = float("nan")
+    decision = decide(labels, scores, None, values, spec_with(bootstrap_samples=100), None)
+    missing = next(s for s in decision.slices if s.value == "(missing)")
+    assert missing.rows == 400 and missing.judged
+
+
 def test_a_large_bad_slice_rejects() -> None:
     labels, scores, channel = sliced(bad_rows=800, seed=10)
     decision = decide(labels, scores, None, channel, spec_with(bootstrap_samples=100), None)
