@@ -4,6 +4,7 @@ threshold, and the champion comparison is judged on the paired interval (noise n
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.evaluate.gate import GateDecision, decide, decision_table_markdown, slice_table_markdown
@@ -168,7 +169,8 @@ def test_missing_slice_values_form_their_own_slice() -> None:
     labels, scores, channel = sliced(bad_rows=0, seed=14)
     values = channel.astype(object)
     values[:300] = None
-    values[300:400] = float("nan")
+    values[300:350] = float("nan")
+    values[350:400] = pd.NA  # pandas' nullable string/categorical columns
     decision = decide(labels, scores, None, values, spec_with(bootstrap_samples=100), None)
     missing = next(s for s in decision.slices if s.value == "(missing)")
     assert missing.rows == 400 and missing.judged
