@@ -1,0 +1,54 @@
+"""One full optimization run on a small trained model: every candidate measured, the pick within budget,
+the faithful forms agreeing with fp32, and the table, plot and JSON written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.optimize import GATE_LATENCY, SELECTION_LATENCY, OptimizationResult
+from pipelines.optimize.candidates import ALL_FORMS
+from pipelines.optimize.measure import AGREEMENT_KEY, AGREEMENT_TOLERANCE, latency_key
+
+pytestmark = pytest.mark.slow  # one shared run of every candidate, about 5 s
+
+
+def test_every_listed_candidate_is_measured_on_every_axis(optimized: OptimizationResult) -> None:
+    assert [row["name"] for row in optimized.candidates] == list(ALL_FORMS)
+    for row in optimized.candidates:
+        for key in ("auc", "pr_auc", "log_loss", "brier", "ece", AGREEMENT_KEY):
+            assert isinstance(row[key], float), (row["name"], key)
+        for batch in (1, 256):
+            for threads in ("1t", "allt"):
+                assert 0 < row[latency_key(batch, threads, "p50")] <= row[latency_key(batch, threads, "p99")]
+        assert row["size_bytes"] > 0 and row["parameters"] > 0
+        assert row["auc"] > 0.8, row  # the synthetic labels are learnable; no form broke the model
+    json.dumps(optimized.candidates)  # plain values: fit for a record and an MLflow table
+
+
+def test_faithful_forms_agree_with_fp32_within_the_stated_tolerance(optimized: OptimizationResult) -> None:
+    for name, tolerance in AGREEMENT_TOLERANCE.items():
+        assert optimized.candidate(name)[AGREEMENT_KEY] <= tolerance, name
+
+
+def test_the_pick_is_the_fastest_candidate_within_the_budget(optimized: OptimizationResult) -> None:
+    rows = {row["name"]: row for row in optimized.candidates}
+    chosen = rows[optimized.chosen]
+    assert chosen["chosen"] and chosen["eligible"] and chosen["pareto"]
+    assert optimized.auc_floor == pytest.approx(rows["fp32"]["auc"] - 0.005)
+    for name, row in rows.items():
+        assert row["eligible"] == (name == "fp32" or row["auc"] >= optimized.auc_floor)
+        if row["eligible"]:
+            assert chosen[SELECTION_LATENCY] <= row[SELECTION_LATENCY]
+    assert optimized.metrics[GATE_LATENCY] == chosen[GATE_LATENCY]  # what the evaluation gate judges
+    assert optimized.chosen in optimized.reason
+
+
+def test_reports_are_written(optimized: OptimizationResult) -> None:
+    table = optimized.table_path.read_text()
+    assert table == optimized.table_markdown
+    assert f"**{optimized.chosen}** (chosen)" in table
+    assert all(f"| {name} |" in table or f"**{name}**" in table for name in ALL_FORMS)
+    assert optimized.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [r["name"] for r in json.loads(optimized.json_path.read_text())] == list(ALL_FORMS)
