@@ -3,4 +3,6 @@
 ASSET_MODULES = [
     "assets.ingest",
     "assets.training",
+    "assets.optimize",
+    "assets.evaluate",
 ]

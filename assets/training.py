@@ -4,9 +4,9 @@ Thin: resolve the data version, hand the trainer (resources/training.py: local t
 the commit URI and the service endpoints, and turn the trainer's Pipes report into metadata and a
 `TrainedModel` record (pipelines.lineage.records) for the optimize / evaluate / deploy stages.
 
-No RetryPolicy on purpose: a dead worker is already restarted inside the attempt (torchrun --max-restarts,
-resuming from the last checkpoint), the usual remaining failures (bad data, OOM, no GPU capacity) fail the
-same way again, and a step retry after registration would register a duplicate model version.
+Training logs a run and a model but registers nothing (optimized_model registers the candidate it picks), so a
+retry never makes a duplicate version: the RetryPolicy covers transient failures (a lost pod, a broker hiccup);
+a dead worker is already restarted inside the attempt (torchrun --max-restarts, resuming from the checkpoint).
 """
 
 from dagster import (
@@ -17,6 +17,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     Output,
+    RetryPolicy,
     asset,
 )
 
@@ -28,7 +29,7 @@ from pipelines.lineage.records import TrainedModel
 from pipelines.spec import load_spec, spec_hash, spec_reference
 from pipelines.training.data import pin_main
 from pipelines.training.reporting import epoch_markdown
-from pipelines.training.tracking import model_version_url, run_url
+from pipelines.training.tracking import run_url
 from resources.lakefs import LakeFSResource
 from resources.mlflow import MLflowResource
 from resources.training import TrainingLauncher
@@ -37,8 +38,9 @@ from resources.training import TrainingLauncher
 @asset(
     group_name="training",
     deps=[AssetKey("validated_dataset")],
-    description="The spec's model trained with DDP on lakeFS main (pinned to its commit id), logged and "
-    "registered in MLflow.",
+    description="The spec's model trained with DDP on lakeFS main (pinned to its commit id), logged to MLflow "
+    "(run + logged model; optimized_model registers the version).",
+    retry_policy=RetryPolicy(max_retries=1, delay=30),
     kinds={"pytorch", "mlflow"},
 )
 def trained_model(
@@ -78,14 +80,11 @@ def trained_model(
             "launcher": MetadataValue.text(trainer.describe()),
         }
     )
-    # Links only to what exists: a run without MLflow or registration (--no-mlflow, --no-register) has none.
+    # Links only to what exists: a run without MLflow (--no-mlflow) has none. Nothing is registered here.
     if record.mlflow_run_id:
         experiment = mlflow.client().get_run(record.mlflow_run_id).info.experiment_id
         metadata[keys.MLFLOW_RUN_ID] = MetadataValue.text(record.mlflow_run_id)
         metadata["mlflow_run"] = MetadataValue.url(run_url(tracking_uri, experiment, record.mlflow_run_id))
-    if record.model_version:
+    if record.logged_model_uri:
         metadata[keys.MODEL_URI] = MetadataValue.text(record.model_uri)
-        metadata["registered_model"] = MetadataValue.url(
-            model_version_url(tracking_uri, record.model_name, record.model_version)
-        )
     return Output(record, metadata=metadata, data_version=DataVersion(commit))

@@ -25,8 +25,8 @@ retrain_job = define_asset_job(
     "retrain_job",
     selection=retrain_selection,
     description=(
-        "Train on the latest validated dataset (optimize, evaluate against the champion and promote join this "
-        "job, by group, once those stages exist)."
+        "Train on the latest validated dataset, optimize and register the fastest faithful form, and judge it "
+        "against the champion (blocking gate; a passing version becomes the `challenger`)."
     ),
 )
 pipeline_job = define_asset_job(

@@ -131,20 +131,21 @@ class DatasetVersion(Record):
 class TrainedModel(Record):
     KIND: ClassVar[str] = "trained_model"
 
-    model_name: str
-    model_version: str  # "" when the trainer did not register a version
+    model_name: str  # the name the optimization stage registers the chosen candidate under
+    model_version: str  # "": training logs a model, it does not register one
     mlflow_run_id: str
     lakefs_repository: str
     lakefs_commit: str
     spec_hash: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    logged_model_uri: str = ""  # the MLflow 3 logged model (models:/m-<id>)
 
     @property
     def model_uri(self) -> str:
-        """`models:/<name>/<version>` when registered, else the run's logged model `runs:/<run id>/model`."""
+        """The registered version if any, else the logged model, else the run's `model` artifact."""
         if self.model_version:
             return f"models:/{self.model_name}/{self.model_version}"
-        return f"runs:/{self.mlflow_run_id}/model"
+        return self.logged_model_uri or f"runs:/{self.mlflow_run_id}/model"
 
     @property
     def dataset_uri(self) -> str:
@@ -160,6 +161,7 @@ class TrainedModel(Record):
             lakefs_commit=str(data["lakefs_commit"]),
             spec_hash=str(data.get("spec_hash", "")),
             metrics={k: float(v) for k, v in dict(data.get("metrics", {})).items()},
+            logged_model_uri=str(data.get("logged_model_uri") or ""),
         )
 
 

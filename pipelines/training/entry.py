@@ -6,7 +6,8 @@
 Also runs as a single plain process (`python -m pipelines.training.entry --data ...`) and outside Dagster
 (reporting then goes to stderr). `--data` is a lakeFS commit URI (never a branch) or a local directory laid
 out like the repository (features/<spec>/part-*.parquet). Rank 0 logs to MLflow when MLFLOW_TRACKING_URI is
-set (unless --no-mlflow) and registers the model under the spec's name (or --model-name).
+set (unless --no-mlflow) and logs the model there (an MLflow 3 logged model); registering a version is the
+optimization stage's decision.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pipelines.training.distributed import DistContext, setup, teardown
 from pipelines.training.loop import LoopConfig, LoopResult, Tensors, predict, train
 from pipelines.training.metrics import classification_metrics, write_plots
 from pipelines.training.model import TabularNet, count_parameters
+from pipelines.training.packaging import input_example, model_signature
 from pipelines.training.preprocess import Preprocessor
 from pipelines.training.reporting import Reporter, open_reporter
 
@@ -63,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bf16", action="store_true", help="disable bfloat16 autocast on GPU")
     p.add_argument("--checkpoint-dir", default=None, help="default: .flywheel/checkpoints/<run key>")
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: MLFLOW_EXPERIMENT_NAME, flywheel)")
-    p.add_argument("--model-name", default=None, help="registered model name (default: the spec's name)")
-    p.add_argument("--no-register", action="store_true", help="log the model to the run without registering it")
+    p.add_argument(
+        "--model-name",
+        default=None,
+        help="the model's name in the registry, used by optimization (default: the spec's)",
+    )
     p.add_argument("--no-mlflow", action="store_true", help="no MLflow logging at all (manual or benchmark runs)")
     p.add_argument("--result-json", default=None, help="rank 0 writes the result summary here")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints after a successful run")
@@ -270,7 +275,7 @@ def _finish(job: TrainingJob, result: LoopResult) -> dict[str, Any]:
     if not ctx.is_main:
         return {}
 
-    version = None
+    logged_uri = ""
     if tracker:
         tracker.log_metrics(final)
         from pipelines.training.tracking import temporary_directory
@@ -283,13 +288,11 @@ def _finish(job: TrainingJob, result: LoopResult) -> dict[str, Any]:
 
             artifacts = save_artifacts(Path(tmp) / "model", result.model.cpu(), prep, architecture)
             example = input_example(spec, splits["validation"].head(5))
-            name = None if args.no_register else (args.model_name or spec.name)
-            version = tracker.log_model(
+            logged_uri = tracker.log_model(
                 artifacts,
                 signature=model_signature(spec),
                 input_example=example,
-                registered_name=name,
-                version_tags={
+                tags={
                     keys.LAKEFS_REPOSITORY: location.repository,
                     keys.LAKEFS_COMMIT: location.commit,
                     keys.SPEC_HASH: spec_hash(spec),
@@ -299,7 +302,8 @@ def _finish(job: TrainingJob, result: LoopResult) -> dict[str, Any]:
             )
     record = TrainedModel(
         model_name=args.model_name or spec.name,
-        model_version=version or "",
+        model_version="",  # registered later, by the optimization stage, for the candidate it picks
+        logged_model_uri=logged_uri,
         mlflow_run_id=(tracker.run_id if tracker else "") or "",
         lakefs_repository=location.repository,
         lakefs_commit=location.commit,
@@ -342,33 +346,6 @@ def _materialization_metadata(record: TrainedModel, result: LoopResult, ctx: Dis
         if key in record.metrics:
             meta[key] = {"raw_value": float(record.metrics[key]), "type": "float"}
     return meta
-
-
-def model_signature(spec: DatasetSpec):
-    """Raw model inputs (numerics as double, booleans as boolean, categories as string) -> probability."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    nullable = {f.name for f in spec.features if f.nullable} | {a.name for a in spec.aggregates}
-    cols = [ColSpec("double", f.name, required=f.name not in nullable) for f in spec.numeric_features]
-    cols += [ColSpec("boolean", f.name, required=f.name not in nullable) for f in spec.boolean_features]
-    cols += [ColSpec("double", a.name, required=False) for a in spec.aggregates]
-    cols += [ColSpec("string", f.name, required=f.name not in nullable) for f in spec.categorical_features]
-    return ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double", "probability")]))
-
-
-def input_example(spec: DatasetSpec, rows: pd.DataFrame) -> pd.DataFrame:
-    """A few raw rows, typed like the signature."""
-    out = pd.DataFrame(index=range(len(rows)))
-    for f in spec.numeric_features:
-        out[f.name] = pd.to_numeric(rows[f.name]).astype("float64").to_numpy()
-    for f in spec.boolean_features:
-        out[f.name] = rows[f.name].astype("bool").to_numpy()
-    for a in spec.aggregates:
-        out[a.name] = pd.to_numeric(rows[a.name]).astype("float64").to_numpy()
-    for f in spec.categorical_features:
-        out[f.name] = rows[f.name].astype("object").to_numpy()
-    return out
 
 
 if __name__ == "__main__":

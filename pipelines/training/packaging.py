@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from mlflow.pyfunc import PythonModel
 
+from pipelines.spec import DatasetSpec
 from pipelines.training.model import TabularNet
 from pipelines.training.preprocess import Preprocessor
 
@@ -96,3 +97,30 @@ def load_model(model_uri: str) -> LoadedModel:
     return LoadedModel(
         module=inner.module, preprocessor=inner.preprocessor, architecture=inner.architecture, pyfunc=pyfunc
     )
+
+
+def model_signature(spec: DatasetSpec):
+    """Raw model inputs (numerics as double, booleans as boolean, categories as string) -> probability."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    nullable = {f.name for f in spec.features if f.nullable} | {a.name for a in spec.aggregates}
+    cols = [ColSpec("double", f.name, required=f.name not in nullable) for f in spec.numeric_features]
+    cols += [ColSpec("boolean", f.name, required=f.name not in nullable) for f in spec.boolean_features]
+    cols += [ColSpec("double", a.name, required=False) for a in spec.aggregates]
+    cols += [ColSpec("string", f.name, required=f.name not in nullable) for f in spec.categorical_features]
+    return ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("double", "probability")]))
+
+
+def input_example(spec: DatasetSpec, rows: pd.DataFrame) -> pd.DataFrame:
+    """A few raw rows, typed like the signature."""
+    out = pd.DataFrame(index=range(len(rows)))
+    for f in spec.numeric_features:
+        out[f.name] = pd.to_numeric(rows[f.name]).astype("float64").to_numpy()
+    for f in spec.boolean_features:
+        out[f.name] = rows[f.name].astype("bool").to_numpy()
+    for a in spec.aggregates:
+        out[a.name] = pd.to_numeric(rows[a.name]).astype("float64").to_numpy()
+    for f in spec.categorical_features:
+        out[f.name] = rows[f.name].astype("object").to_numpy()
+    return out

@@ -56,10 +56,10 @@ class LogReporter:
         record = record.get("raw_value", record) if isinstance(record, dict) else {}
         metrics = record.get("metrics", {})
         summary = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("validation_auc", "test_auc") if k in metrics)
-        version = record.get("model_version") or "not registered"
+        logged = record.get("logged_model_uri") or "not logged"
         self._emit(
             logging.INFO,
-            f"training done: model {record.get('model_name')} version {version}, MLflow run "
+            f"training done: model {record.get('model_name')} logged as {logged}, MLflow run "
             f"{record.get('mlflow_run_id') or '-'}, data {record.get('lakefs_repository')}@"
             f"{str(record.get('lakefs_commit'))[:12]}; {summary}",
             event="result",

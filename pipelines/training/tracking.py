@@ -90,10 +90,10 @@ class RunTracker:
         artifacts: dict[str, str],
         signature,
         input_example: pd.DataFrame,
-        registered_name: str | None,
-        version_tags: Mapping[str, str],
-    ) -> str | None:
-        """Log the pyfunc model and, with a name, register it; returns the model version (or None)."""
+        tags: Mapping[str, str],
+    ) -> str:
+        """Log the pyfunc model to the run (an MLflow 3 logged model, tagged with its lineage) and return its
+        URI. Nothing is registered here: the optimization stage registers the candidate it picks."""
         import mlflow.pyfunc
         import torch
 
@@ -105,17 +105,11 @@ class RunTracker:
             artifacts=artifacts,
             signature=signature,
             input_example=input_example,
-            registered_model_name=registered_name,
             # Explicit requirements skip MLflow's slow inference; loading also needs this package.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "pandas", "numpy", "mlflow"],
+            tags=dict(tags),
         )
-        version = getattr(info, "registered_model_version", None)
-        if registered_name and version is not None:
-            client = self._mlflow.MlflowClient()
-            for key, value in version_tags.items():
-                client.set_model_version_tag(registered_name, str(version), key, value)
-            return str(version)
-        return None
+        return str(info.model_uri)
 
     def end(self, status: str = "FINISHED") -> None:
         self._mlflow.end_run(status=status)

@@ -8,26 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import pytest
-
-from pipelines.lake import Lake, LakeFSSettings
-from pipelines.spec import load_spec
-from pipelines.training.synthetic import write_dataset
 
 ROOT = Path(__file__).resolve().parents[3]
-ROWS = 4000
 # Small and fast on a shared 2-core machine; 3 epochs are enough to see learning and compare runs.
 FAST = ["--epochs", "3", "--batch-size", "256"]
-
-
-@pytest.fixture(scope="session")
-def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("training-data"), load_spec("transactions"), ROWS, seed=3, vocab=True)
 
 
 @dataclass
@@ -71,19 +59,6 @@ def torchrun(
             proc.wait()
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     return TorchrunResult(proc.returncode, output, result)
-
-
-@pytest.fixture(scope="session")
-def lake_commit(stack_env: dict[str, str], dataset_dir: Path) -> tuple[Lake, str]:
-    """The synthetic table committed to `main` of a fresh lakeFS repository; returns (lake, commit id)."""
-    settings = replace(LakeFSSettings.from_env(), repository=f"training-{uuid.uuid4().hex[:8]}")
-    lake = Lake(settings)
-    lake.ensure_repository()
-    for path in sorted(dataset_dir.rglob("*")):
-        if path.is_file():
-            lake.write_bytes("main", path.relative_to(dataset_dir).as_posix(), path.read_bytes())
-    commit = lake.commit("main", "synthetic training table")
-    return lake, commit
 
 
 def training_workers(parent: psutil.Process) -> list[psutil.Process]:

@@ -46,12 +46,12 @@ def test_trained_model_materializes_with_lineage_metadata(lake_commit, mlflow_tr
     assert result.success
     record = result.output_for_node("trained_model")
     assert isinstance(record, TrainedModel)
-    assert record.lakefs_commit == commit and record.model_name == MODEL_NAME and record.model_version
+    assert record.lakefs_commit == commit and record.model_name == MODEL_NAME and record.model_version == ""
     assert record.metrics["test_auc"] > 0.75
     mat = result.asset_materializations_for_node("trained_model")[0]
     meta = mat.metadata
     assert meta[keys.LAKEFS_COMMIT].value == commit and meta[keys.RUN_ID].value == result.run_id
-    assert meta[keys.MODEL_URI].value == f"models:/{MODEL_NAME}/{record.model_version}"
+    assert meta[keys.MODEL_URI].value == record.logged_model_uri and record.logged_model_uri.startswith("models:/m-")
     assert record.mlflow_run_id in meta["mlflow_run"].value
     assert meta["world_size"].value == 2
     assert meta["epochs"].value.count("\n| ") == 1 + 3  # header rule + 3 epochs streamed through Pipes

@@ -16,8 +16,7 @@ from mlflow import MlflowClient
 from pipelines import layout
 from pipelines.lineage import keys
 from pipelines.spec import load_spec
-from pipelines.training.entry import input_example
-from pipelines.training.packaging import OUTPUT_COLUMN, load_model
+from pipelines.training.packaging import OUTPUT_COLUMN, input_example, load_model
 from pipelines.training.synthetic import synthetic_table
 from tests.integration.training.conftest import FAST, torchrun
 
@@ -70,16 +69,18 @@ def test_params_epoch_metrics_dataset_input_and_plots(trained) -> None:
     assert {"loss_curves.png", "roc_test.png", "pr_test.png", "calibration_test.png"} <= plots
 
 
-def test_registered_version_loads_and_predicts_from_raw_columns(trained) -> None:
+def test_the_logged_model_loads_and_predicts_from_raw_columns_and_nothing_is_registered(trained) -> None:
     _, commit, result, client = trained
-    version = result["trained_model"]["model_version"]
-    mv = client.get_model_version(MODEL_NAME, version)
-    assert mv.tags[keys.LAKEFS_COMMIT] == commit
+    record = result["trained_model"]
+    assert record["model_version"] == "" and record["logged_model_uri"].startswith("models:/m-")
+    assert client.search_model_versions(f"name='{MODEL_NAME}'") == []  # registering is optimization's decision
+    logged = mlflow.get_logged_model(record["logged_model_uri"].removeprefix("models:/"))
+    assert logged.tags[keys.LAKEFS_COMMIT] == commit and logged.source_run_id == record["mlflow_run_id"]
     spec = load_spec("transactions")
     raw = input_example(spec, synthetic_table(spec, 50, seed=11))
     raw.loc[0, "merchant_category"] = "not-a-category"  # unknown value
     raw.loc[1, "device_age_days"] = np.nan  # null
-    uri = f"models:/{MODEL_NAME}/{version}"
+    uri = record["logged_model_uri"]
     served = mlflow.pyfunc.load_model(uri).predict(raw)  # what serving does: nothing but the URI
     assert list(served.columns) == [OUTPUT_COLUMN] and len(served) == 50
     assert served[OUTPUT_COLUMN].between(0, 1).all()
@@ -90,7 +91,7 @@ def test_registered_version_loads_and_predicts_from_raw_columns(trained) -> None
 
 def test_model_signature_matches_the_spec(trained) -> None:
     _, _, result, _ = trained
-    uri = f"models:/{MODEL_NAME}/{result['trained_model']['model_version']}"
+    uri = result["trained_model"]["logged_model_uri"]
     inputs = mlflow.models.get_model_info(uri).signature.inputs.input_names()
     spec = load_spec("transactions")
     assert set(inputs) == set(spec.model_numeric_inputs) | set(spec.model_categorical_inputs)

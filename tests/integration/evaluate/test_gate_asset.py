@@ -1,0 +1,161 @@
+"""evaluated_model on the embedded stack: the first model passes on absolute thresholds and becomes the
+challenger; a deliberately worse challenger (the same preprocessing, random weights) is rejected, tagged with the
+reason, gets no alias, and nothing downstream runs in that run; an equal one passes against the champion.
+
+No `from __future__ import annotations`: Dagster reads the assets' annotations at definition time.
+"""
+
+import os
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from assets.evaluate import evaluated_model
+from pipelines import registry
+from pipelines.lineage.records import Evaluation, OptimizedModel
+from pipelines.training.packaging import FlywheelTabularModel, load_model, save_artifacts
+from resources.lakefs import LakeFSResource
+from resources.mlflow import MLflowResource
+from resources.records_io import RecordIOManager
+from tests.integration.training.conftest import FAST, torchrun
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+MODEL = f"gate-test-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def good_model(lake_commit, mlflow_tracking_uri: str, tmp_path_factory: pytest.TempPathFactory):
+    lake, commit = lake_commit
+    out = torchrun(
+        f"lakefs://{lake.repository_id}/{commit}/",
+        tmp_path_factory.mktemp("gate-train"),
+        args=[*FAST, "--experiment", "gate-tests", "--model-name", MODEL],
+        env={"LAKEFS_REPOSITORY": lake.repository_id},
+    )
+    assert out.returncode == 0, out.output[-3000:]
+    return lake, commit, out.result["trained_model"]
+
+
+def register(logged_uri: str, record: dict, lake, commit: str) -> OptimizedModel:
+    version = registry.register(logged_uri, MODEL, {"flywheel.form": "torch-fp32"})
+    return OptimizedModel(
+        model_name=MODEL,
+        model_version=version,
+        form="torch-fp32",
+        training_run_id=record["mlflow_run_id"],
+        lakefs_repository=lake.repository_id,
+        lakefs_commit=commit,
+        metrics={"latency_b1_1t_p99_ms": 1.0},
+    )
+
+
+def worse_copy(logged_uri: str, tmp: Path) -> str:
+    """The same preprocessing, random weights: a model that scores like a coin."""
+    loaded = load_model(logged_uri)
+    torch.manual_seed(0)
+    for layer in loaded.module.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    artifacts = save_artifacts(tmp, loaded.module, loaded.preprocessor, loaded.architecture)
+    with mlflow.start_run(run_name="worse challenger"):
+        return mlflow.pyfunc.log_model(name="model", python_model=FlywheelTabularModel(), artifacts=artifacts).model_uri
+
+
+@dg.asset(deps=["evaluated_model"])
+def after_the_gate() -> None:
+    """Stands for deployment: must not run when the gate rejects."""
+
+
+def run_gate(optimized: OptimizedModel, lake, tracking_uri: str, records: Path):
+    @dg.asset(name="optimized_model")
+    def stub() -> OptimizedModel:
+        return optimized
+
+    resources = {
+        "lakefs": LakeFSResource(
+            endpoint=os.environ["LAKEFS_ENDPOINT"],
+            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
+            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
+            repository=lake.repository_id,
+        ),
+        "mlflow": MLflowResource(tracking_uri=tracking_uri, experiment="gate-tests"),
+        "io_manager": RecordIOManager(base_dir=str(records)),
+    }
+    return dg.materialize([stub, evaluated_model, after_the_gate], resources=resources, raise_on_error=False)
+
+
+def test_the_gate_passes_the_first_model_rejects_a_worse_one_and_stops_downstream(
+    good_model, mlflow_tracking_uri: str, tmp_path: Path
+) -> None:
+    lake, commit, record = good_model
+    mlflow.set_tracking_uri(mlflow_tracking_uri)
+    client = MlflowClient(mlflow_tracking_uri)
+
+    first = register(record["logged_model_uri"], record, lake, commit)
+    result = run_gate(first, lake, mlflow_tracking_uri, tmp_path / "records")
+    assert result.success
+    evaluation = result.output_for_node("evaluated_model")
+    assert isinstance(evaluation, Evaluation) and evaluation.passed and evaluation.champion_version is None
+    assert registry.alias_version(MODEL, registry.CHALLENGER) == first.model_version
+    assert result.asset_materializations_for_node("after_the_gate")  # passed: downstream ran
+    registry.promote(MODEL, first.model_version)
+
+    worse = register(worse_copy(record["logged_model_uri"], tmp_path / "worse"), record, lake, commit)
+    result = run_gate(worse, lake, mlflow_tracking_uri, tmp_path / "records")
+    assert not result.success  # the blocking check failed ...
+    assert not result.asset_materializations_for_node("after_the_gate")  # ... and nothing downstream ran
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("passes_gate", False)]
+    tags = client.get_model_version(MODEL, worse.model_version).tags
+    assert tags[registry.DECISION_TAG] == "rejected" and "AUC" in tags[registry.REASON_TAG]
+    assert registry.alias_version(MODEL, registry.CHALLENGER) != worse.model_version
+    assert registry.alias_version(MODEL, registry.CHAMPION) == first.model_version
+    report_run = tags["flywheel.gate.report_run_id"]
+    report = client.download_artifacts(report_run, "gate_report")
+    text = next(Path(report).rglob("gate_report.md")).read_text()
+    assert commit in text  # the report names the exact commit both models were scored on
+
+    same = register(record["logged_model_uri"], record, lake, commit)  # as good as the champion: a tie passes
+    result = run_gate(same, lake, mlflow_tracking_uri, tmp_path / "records")
+    assert result.success and result.output_for_node("evaluated_model").champion_version == first.model_version
+    assert registry.alias_version(MODEL, registry.CHALLENGER) == same.model_version
+
+
+def test_optimized_model_registers_the_chosen_candidate_with_its_form_and_table(
+    good_model, mlflow_tracking_uri: str, tmp_path: Path
+) -> None:
+    from assets.optimize import optimized_model
+    from pipelines.lineage.records import TrainedModel
+    from pipelines.optimize.stage import CANDIDATES_TAG, FORM_TAG
+
+    lake, commit, record = good_model
+    trained = TrainedModel.from_dict(record)
+
+    @dg.asset(name="trained_model")
+    def stub() -> TrainedModel:
+        return trained
+
+    resources = {
+        "lakefs": LakeFSResource(
+            endpoint=os.environ["LAKEFS_ENDPOINT"],
+            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
+            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
+            repository=lake.repository_id,
+        ),
+        "mlflow": MLflowResource(tracking_uri=mlflow_tracking_uri, experiment="gate-tests"),
+        "io_manager": RecordIOManager(base_dir=str(tmp_path / "records")),
+    }
+    result = dg.materialize([stub, optimized_model], resources=resources)
+    optimized = result.output_for_node("optimized_model")
+    assert isinstance(optimized, OptimizedModel) and optimized.lakefs_commit == commit
+    assert {c["name"] for c in optimized.candidates} >= {"fp32", "int8", "onnx-fp32"}
+    version = MlflowClient(mlflow_tracking_uri).get_model_version(trained.model_name, optimized.model_version)
+    assert version.tags[FORM_TAG] == optimized.form and optimized.form in version.tags[CANDIDATES_TAG]
+    assert version.tags["flywheel.mlflow.run_id"] == trained.mlflow_run_id  # the training run
+    served = mlflow.pyfunc.load_model(optimized.model_uri)  # the registered form serves raw columns
+    assert served.metadata.get_input_schema() is not None
