@@ -93,8 +93,10 @@ def build_and_measure(
     seed: for pruning's fine-tune and the student (default: spec.model.seed).
 
     Each candidates[i] holds: name, runtime, auc, pr_auc, log_loss, brier, ece, max_abs_diff_vs_fp32,
-    latency_b{1,256}_{1t,allt}_{p50,p99}_ms, size_bytes (the model file), parameters, notes (how it was built),
-    eligible (within the AUC budget), pareto (on the latency/AUC front), chosen.
+    mean_abs_diff_vs_fp32, latency_b{1,256}_{1t,allt}_{p50,p99}_ms (allt: threads_all threads), size_bytes
+    (the model file), parameters, notes (how it was built), eligible (within the AUC budget), pareto (on the
+    latency/AUC front), chosen. `metrics` is the chosen one's numbers; its latency_b1_1t_p99_ms is what the
+    evaluation gate's latency budget judges.
     Raises FlywheelError when a split is empty, the fp32 AUC is undefined, or nothing listed is within budget.
     """
     seed = spec.model.seed if seed is None else seed

@@ -1,11 +1,11 @@
 """Building the candidate forms of a trained model, each behind the same predict interface (forms.py).
 
 fp32       the teacher as trained (the reference every other form is judged against)
-int8       torch dynamic quantization: Linear weights int8 per output channel, activations quantized per batch
+int8       torch dynamic quantization: Linear weights int8, activations quantized per batch (input layer fp32)
 pruned     global magnitude pruning of the Linear weights at `prune_amount`, `finetune_epochs` of fine-tuning
 distilled  a TabularNet with hidden widths x `student_width`, trained on the teacher's soft targets
 onnx-fp32  torch.onnx.export of the teacher (sigmoid included), run with ONNX Runtime
-onnx-int8  onnxruntime.quantization.quantize_dynamic of that graph (MatMul/Gemm weights int8; embeddings fp32)
+onnx-int8  onnxruntime.quantization.quantize_dynamic of that graph (as int8; embeddings stay fp32)
 
 Everything runs on CPU and is seeded, so the same teacher, data and seed give the same candidates.
 """
