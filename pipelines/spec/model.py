@@ -165,8 +165,11 @@ class OptimizeSpec(_Strict):
     """Model optimization: which candidates to build and how much accuracy a faster form may cost."""
 
     max_auc_drop: float = Field(default=0.005, ge=0, le=1, description="test AUC a candidate may lose vs fp32")
-    candidates: list[Literal["fp32", "int8", "pruned", "distilled", "onnx-fp32", "onnx-int8"]] = Field(
-        default_factory=lambda: ["fp32", "int8", "pruned", "distilled", "onnx-fp32", "onnx-int8"], min_length=1
+    candidates: list[Literal["fp32", "int8", "pruned", "distilled", "onnx-fp32", "onnx-int8", "onnx-distilled"]] = (
+        Field(
+            default_factory=lambda: ["fp32", "int8", "pruned", "distilled", "onnx-fp32", "onnx-int8", "onnx-distilled"],
+            min_length=1,
+        )
     )
     prune_amount: float = Field(default=0.5, gt=0, lt=1, description="share of weights pruned by magnitude")
     finetune_epochs: int = Field(default=2, ge=0, description="epochs of fine-tuning after pruning")

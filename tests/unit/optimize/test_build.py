@@ -55,3 +55,18 @@ def test_reports_are_written(optimized: OptimizationResult) -> None:
     assert all(f"| {name} |" in table or f"**{name}**" in table for name in ALL_FORMS)
     assert optimized.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [r["name"] for r in json.loads(optimized.json_path.read_text())] == list(ALL_FORMS)
+
+
+def test_the_onnx_student_scores_like_the_eager_student(optimized: OptimizationResult) -> None:
+    """onnx-distilled is the distilled student under ONNX Runtime: the same model, a faster runtime."""
+    import numpy as np
+
+    from pipelines.optimize.measure import score
+
+    eager, onnx = optimized.built["distilled"], optimized.built["onnx-distilled"]
+    assert onnx.architecture == eager.architecture
+    rng = np.random.default_rng(0)
+    width = eager.architecture["numeric_width"]
+    numeric = rng.normal(size=(64, width)).astype(np.float32)
+    categorical = np.zeros((64, len(eager.architecture["cardinalities"])), dtype=np.int64)
+    assert np.abs(score(onnx, numeric, categorical) - score(eager, numeric, categorical)).max() <= 1e-4
