@@ -75,6 +75,14 @@ def make_challenger(name: str, version: str, tracking_uri: str | None = None) ->
     client.set_registered_model_alias(name, CHALLENGER, version)
 
 
+def withdraw_challenger(name: str, version: str, tracking_uri: str | None = None) -> bool:
+    """A version rejected on a re-evaluation loses `challenger` if it held it; returns whether it did."""
+    if alias_version(name, CHALLENGER, tracking_uri) != version:
+        return False
+    _client(tracking_uri).delete_registered_model_alias(name, CHALLENGER)
+    return True
+
+
 def promote(name: str, version: str, tracking_uri: str | None = None) -> str | None:
     """Move `champion` to a passing version, keep the old one under `previous-champion`, drop `challenger`
     when it pointed at this version; returns the previous champion's version."""

@@ -8,13 +8,11 @@
   budget with no measurement fails (a blocking gate does not pass what it could not check);
 - slices: for `slice_feature`, every slice with at least `min_slice_size` test rows (and both classes) must have
   challenger AUC >= `min_slice_auc`; smaller slices are reported in the slice table but not judged;
-- max_auc_regression (only with a champion): judged on the paired bootstrap interval of the AUC difference
-  d = AUC(challenger) - AUC(champion) at `confidence`. The challenger is rejected only when it is worse by more
-  than the allowed drop WITH CONFIDENCE, i.e. when the interval's upper bound is below -max_auc_regression.
-  Why the upper bound: the gate should not reject on noise. A challenger within noise of the champion (the
-  interval reaches above -max_auc_regression) passes, and so does a tie (d = 0, an interval around 0). The
-  upper bound of a two-sided interval at confidence c is a one-sided bound at (1 + c) / 2, so a rejection
-  carries at least that confidence that the true drop exceeds the budget.
+- max_auc_regression (only with a champion): the AUC difference d = AUC(challenger) - AUC(champion) on the same
+  test rows must be at least -max_auc_regression. The measured drop decides, not the interval: a model is
+  promoted only if it is at least as good as the champion within the budget, and on a small test split the
+  interval is wide enough to let a clearly worse model through (measured: 0.02 worse on 600 rows passed an
+  upper-bound rule). The paired bootstrap interval at `confidence` is reported with the decision. A tie passes.
 
 The first model ever (no champion) is judged on the absolute rules only. Every failed rule gives one reason
 sentence naming the measured value and the threshold; the decision passes when no rule failed.
@@ -175,19 +173,20 @@ def decide(
     if "difference" in metrics:
         d = metrics["difference"]["auc"]
         limit = -gates.max_auc_regression
+        # The measured drop decides: a model is promoted only if it is at least as good as the champion within
+        # the budget on the same rows. The paired interval says how sure that is, and is shown with it.
         judge(
             GateCheck(
                 "max_auc_regression",
-                d.high >= limit,
-                d.high,  # what is judged: the interval's upper bound
+                d.estimate >= limit,
+                d.estimate,
                 limit,
-                f"upper bound of the {pct} paired interval of AUC challenger - champion: estimate {d.estimate:+.4f}, "
-                f"interval [{d.low:+.4f}, {d.high:+.4f}]",
+                f"AUC challenger - champion on the same rows: {d.estimate:+.4f}, {pct} paired interval "
+                f"[{d.low:+.4f}, {d.high:+.4f}]",
             ),
-            f"challenger AUC is worse than the champion's by more than the allowed {gates.max_auc_regression:.4f} "
-            f"with {pct} confidence: AUC difference {d.estimate:+.4f}, interval [{d.low:+.4f}, {d.high:+.4f}] "
-            f"(upper bound below {limit:+.4f}); champion AUC {metrics['champion']['auc'].estimate:.4f}, "
-            f"challenger {auc.estimate:.4f}",
+            f"challenger AUC is worse than the champion's by more than the allowed {gates.max_auc_regression:.4f}: "
+            f"AUC difference {d.estimate:+.4f} ({pct} paired interval [{d.low:+.4f}, {d.high:+.4f}]); champion AUC "
+            f"{metrics['champion']['auc'].estimate:.4f}, challenger {auc.estimate:.4f}",
         )
     else:
         notes.append("no champion: judged on the absolute thresholds only (first model)")

@@ -120,6 +120,8 @@ def evaluate_challenger(
     )
     if decision.passed:
         registry.make_challenger(name, version, tracking_uri)
+    elif registry.withdraw_challenger(name, version, tracking_uri):  # passed once, rejected on a re-evaluation
+        log.warning("%s version %s was the challenger and is rejected now: alias removed", name, version)
     evaluation = Evaluation(
         model_name=name,
         challenger_version=version,

@@ -51,7 +51,8 @@ VALIDATION_SUMMARY = "flywheel.validation_summary"
 DATA_DOCS = "flywheel.data_docs"
 
 # -- the model
-MLFLOW_RUN_ID = "flywheel.mlflow.run_id"
+MLFLOW_RUN_ID = "flywheel.mlflow.run_id"  # the MLflow run that produced the thing tagged
+TRAINING_RUN_ID = "flywheel.training_run_id"  # on optimization runs and versions: the training run behind them
 MODEL_NAME = "flywheel.model.name"
 MODEL_VERSION = "flywheel.model.version"
 MODEL_URI = "flywheel.model.uri"

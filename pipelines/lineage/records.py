@@ -173,7 +173,7 @@ class OptimizedModel(Record):
 
     model_name: str
     model_version: str
-    form: str  # e.g. torch-fp32, torch-int8, onnx-int8
+    form: str  # fp32, int8, pruned, distilled, onnx-fp32, onnx-int8, onnx-distilled
     training_run_id: str
     lakefs_repository: str
     lakefs_commit: str

@@ -123,7 +123,9 @@ def build_and_measure(
             "notes": dict(cand.notes),
         }
 
-    selection = select(rows, spec.optimize.max_auc_drop, selectable=list(spec.optimize.candidates))
+    selection = select(
+        rows, spec.optimize.max_auc_drop, selectable=list(spec.optimize.candidates), max_ece=spec.gates.max_ece
+    )
     for name, row in rows.items():
         row["eligible"] = name in selection.eligible
         row["pareto"] = name in selection.pareto

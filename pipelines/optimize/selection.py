@@ -48,8 +48,11 @@ def select(
     max_auc_drop: float,
     selectable: Sequence[str] | None = None,
     latency: str = SELECTION_LATENCY,
+    max_ece: float | None = None,
 ) -> Selection:
-    """The fastest eligible candidate among `selectable` (default: all rows; the fp32 row must be present)."""
+    """The fastest eligible candidate among `selectable` (default: all rows; the fp32 row must be present).
+    Eligible: test AUC within `max_auc_drop` of fp32 and, with `max_ece`, calibrated within the gate's bound (a
+    faster form the gate would reject on calibration is not worth picking over one it accepts)."""
     if REFERENCE not in rows:
         raise FlywheelError("selection needs the fp32 candidate's measurements: it is the accuracy reference")
     reference_auc = rows[REFERENCE]["auc"]
@@ -60,7 +63,11 @@ def select(
         )
     floor = reference_auc - max_auc_drop
     names = [n for n in (selectable if selectable is not None else rows) if n in rows]
-    eligible = [n for n in names if n == REFERENCE or rows[n]["auc"] >= floor]
+    eligible = [
+        n
+        for n in names
+        if n == REFERENCE or (rows[n]["auc"] >= floor and (max_ece is None or rows[n].get("ece", 0.0) <= max_ece))
+    ]
     if not eligible:
         raise FlywheelError(
             f"no candidate of {names} keeps test AUC >= {floor:.4f} (fp32 {reference_auc:.4f} - max_auc_drop "

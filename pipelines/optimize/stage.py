@@ -64,7 +64,7 @@ def optimize_trained(
         keys.LAKEFS_REPOSITORY: trained.lakefs_repository,
         keys.LAKEFS_COMMIT: trained.lakefs_commit,
         keys.SPEC_HASH: trained.spec_hash,
-        keys.MLFLOW_RUN_ID: trained.mlflow_run_id,  # the training run
+        keys.TRAINING_RUN_ID: trained.mlflow_run_id,
     }
     with mlflow.start_run(run_name=f"optimize {trained.model_name}", tags=lineage) as run:
         for row in result.candidates:
@@ -91,7 +91,9 @@ def optimize_trained(
         {
             **lineage,
             FORM_TAG: result.chosen,
+            keys.MLFLOW_RUN_ID: optimize_run,
             OPTIMIZE_RUN_TAG: optimize_run,
+            registry.DECISION_TAG: "pending",  # until the gate decides: a crash before it leaves no silent version
             "flywheel.optimize.reason": result.reason[:5000],
             CANDIDATES_TAG: _compact_table(result.candidates)[:5000],
         },

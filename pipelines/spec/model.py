@@ -142,7 +142,7 @@ class GateSpec(_Strict):
     label_rate_max: float = Field(default=0.5, ge=0, le=1)
     max_quarantine_fraction: float = Field(default=0.05, ge=0, le=1)
     min_auc: float = Field(default=0.75, ge=0, le=1)
-    # Largest AUC drop against the champion, judged on the paired bootstrap interval of the difference.
+    # Largest AUC drop against the champion on the same test rows (the paired bootstrap interval is reported).
     max_auc_regression: float = Field(default=0.005, ge=0, le=1)
     max_ece: float = Field(default=0.1, ge=0, le=1, description="largest expected calibration error allowed")
     max_latency_ms: float | None = Field(

@@ -42,11 +42,11 @@ def good_model(lake_commit, mlflow_tracking_uri: str, tmp_path_factory: pytest.T
 
 
 def register(logged_uri: str, record: dict, lake, commit: str) -> OptimizedModel:
-    version = registry.register(logged_uri, MODEL, {"flywheel.form": "torch-fp32"})
+    version = registry.register(logged_uri, MODEL, {"flywheel.form": "fp32"})
     return OptimizedModel(
         model_name=MODEL,
         model_version=version,
-        form="torch-fp32",
+        form="fp32",
         training_run_id=record["mlflow_run_id"],
         lakefs_repository=lake.repository_id,
         lakefs_commit=commit,
@@ -113,7 +113,7 @@ def test_the_gate_passes_the_first_model_rejects_a_worse_one_and_stops_downstrea
     assert [(c.check_name, c.passed) for c in checks] == [("passes_gate", False)]
     tags = client.get_model_version(MODEL, worse.model_version).tags
     assert tags[registry.DECISION_TAG] == "rejected" and "AUC" in tags[registry.REASON_TAG]
-    assert registry.alias_version(MODEL, registry.CHALLENGER) != worse.model_version
+    assert client.get_model_version(MODEL, worse.model_version).aliases == []
     assert registry.alias_version(MODEL, registry.CHAMPION) == first.model_version
     report_run = tags["flywheel.gate.report_run_id"]
     report = client.download_artifacts(report_run, "gate_report")
@@ -156,6 +156,42 @@ def test_optimized_model_registers_the_chosen_candidate_with_its_form_and_table(
     assert {c["name"] for c in optimized.candidates} >= {"fp32", "int8", "onnx-fp32"}
     version = MlflowClient(mlflow_tracking_uri).get_model_version(trained.model_name, optimized.model_version)
     assert version.tags[FORM_TAG] == optimized.form and optimized.form in version.tags[CANDIDATES_TAG]
-    assert version.tags["flywheel.mlflow.run_id"] == trained.mlflow_run_id  # the training run
+    assert version.tags["flywheel.training_run_id"] == trained.mlflow_run_id
+    assert version.tags["flywheel.gate.decision"] == "pending"  # until evaluated_model decides
     served = mlflow.pyfunc.load_model(optimized.model_uri)  # the registered form serves raw columns
     assert served.metadata.get_input_schema() is not None
+
+
+def test_retrain_carries_a_model_through_optimization_and_the_gate_to_challenger(
+    lake_commit, mlflow_tracking_uri: str, tmp_path: Path
+) -> None:
+    """retrain_job's assets end to end on the embedded stack: train (logs, registers nothing), optimize (registers
+    the chosen form), evaluate (first model: absolute thresholds) -> the version is the `challenger`."""
+    from assets.optimize import optimized_model
+    from assets.training import trained_model
+    from resources.training import LocalTrainingLauncher
+    from tests.integration.training.conftest import FAST
+
+    lake, commit = lake_commit
+    name = f"retrain-{uuid.uuid4().hex[:6]}"
+    resources = {
+        "trainer": LocalTrainingLauncher(nproc_per_node=1, extra_args=[*FAST, "--model-name", name]),
+        "lakefs": LakeFSResource(
+            endpoint=os.environ["LAKEFS_ENDPOINT"],
+            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
+            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
+            repository=lake.repository_id,
+        ),
+        "mlflow": MLflowResource(tracking_uri=mlflow_tracking_uri, experiment="retrain-e2e"),
+        "io_manager": RecordIOManager(base_dir=str(tmp_path / "records")),
+    }
+    result = dg.materialize([trained_model, optimized_model, evaluated_model], resources=resources)
+    assert result.success
+    trained = result.output_for_node("trained_model")
+    optimized = result.output_for_node("optimized_model")
+    evaluation = result.output_for_node("evaluated_model")
+    assert trained.model_version == "" and optimized.lakefs_commit == trained.lakefs_commit == commit
+    assert evaluation.passed and evaluation.challenger_version == optimized.model_version
+    assert registry.alias_version(name, registry.CHALLENGER, mlflow_tracking_uri) == optimized.model_version
+    versions = MlflowClient(mlflow_tracking_uri).search_model_versions(f"name='{name}'")
+    assert [v.version for v in versions] == [optimized.model_version]  # one version: optimization's, none from training

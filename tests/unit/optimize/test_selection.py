@@ -59,3 +59,16 @@ def test_pareto_front_keeps_only_undominated_candidates() -> None:
         "distilled": row(0.905, 0.8),  # most accurate: on the front
     }
     assert pareto_front(rows) == ["int8", "onnx-fp32", "distilled"]  # ordered by latency
+
+
+def test_a_faster_form_the_gate_would_reject_on_calibration_is_not_picked() -> None:
+    from pipelines.optimize.selection import select
+
+    key = "latency_b1_1t_p50_ms"
+    rows = {
+        "fp32": {"name": "fp32", "auc": 0.90, "ece": 0.02, key: 1.0, "size_bytes": 10},
+        "distilled": {"name": "distilled", "auc": 0.899, "ece": 0.30, key: 0.1, "size_bytes": 5},
+        "onnx-fp32": {"name": "onnx-fp32", "auc": 0.90, "ece": 0.02, key: 0.5, "size_bytes": 10},
+    }
+    assert select(rows, 0.005).chosen == "distilled"  # AUC alone: the badly calibrated student wins
+    assert select(rows, 0.005, max_ece=0.1).chosen == "onnx-fp32"
