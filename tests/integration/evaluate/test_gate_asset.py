@@ -66,6 +66,20 @@ def worse_copy(logged_uri: str, tmp: Path) -> str:
         return mlflow.pyfunc.log_model(name="model", python_model=FlywheelTabularModel(), artifacts=artifacts).model_uri
 
 
+def stack_resources(lake, tracking_uri: str, records: Path) -> dict:
+    """The session's embedded lakeFS (this test's repository) and MLflow, and the records IO manager."""
+    return {
+        "lakefs": LakeFSResource(
+            endpoint=os.environ["LAKEFS_ENDPOINT"],  # exported by the session's stack (tests/conftest.py)
+            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
+            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
+            repository=lake.repository_id,
+        ),
+        "mlflow": MLflowResource(tracking_uri=tracking_uri, experiment="gate-tests"),
+        "io_manager": RecordIOManager(base_dir=str(records)),
+    }
+
+
 @dg.asset(deps=["evaluated_model"])
 def after_the_gate() -> None:
     """Stands for deployment: must not run when the gate rejects."""
@@ -76,16 +90,7 @@ def run_gate(optimized: OptimizedModel, lake, tracking_uri: str, records: Path):
     def stub() -> OptimizedModel:
         return optimized
 
-    resources = {
-        "lakefs": LakeFSResource(
-            endpoint=os.environ["LAKEFS_ENDPOINT"],
-            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
-            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
-            repository=lake.repository_id,
-        ),
-        "mlflow": MLflowResource(tracking_uri=tracking_uri, experiment="gate-tests"),
-        "io_manager": RecordIOManager(base_dir=str(records)),
-    }
+    resources = stack_resources(lake, tracking_uri, records)
     return dg.materialize([stub, evaluated_model, after_the_gate], resources=resources, raise_on_error=False)
 
 
@@ -140,17 +145,7 @@ def test_optimized_model_registers_the_chosen_candidate_with_its_form_and_table(
     def stub() -> TrainedModel:
         return trained
 
-    resources = {
-        "lakefs": LakeFSResource(
-            endpoint=os.environ["LAKEFS_ENDPOINT"],
-            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
-            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
-            repository=lake.repository_id,
-        ),
-        "mlflow": MLflowResource(tracking_uri=mlflow_tracking_uri, experiment="gate-tests"),
-        "io_manager": RecordIOManager(base_dir=str(tmp_path / "records")),
-    }
-    result = dg.materialize([stub, optimized_model], resources=resources)
+    result = dg.materialize([stub, optimized_model], resources=stack_resources(lake, mlflow_tracking_uri, tmp_path))
     optimized = result.output_for_node("optimized_model")
     assert isinstance(optimized, OptimizedModel) and optimized.lakefs_commit == commit
     assert {c["name"] for c in optimized.candidates} >= {"fp32", "int8", "onnx-fp32"}
@@ -175,15 +170,8 @@ def test_retrain_carries_a_model_through_optimization_and_the_gate_to_challenger
     lake, commit = lake_commit
     name = f"retrain-{uuid.uuid4().hex[:6]}"
     resources = {
+        **stack_resources(lake, mlflow_tracking_uri, tmp_path / "records"),
         "trainer": LocalTrainingLauncher(nproc_per_node=1, extra_args=[*FAST, "--model-name", name]),
-        "lakefs": LakeFSResource(
-            endpoint=os.environ["LAKEFS_ENDPOINT"],
-            access_key_id=os.environ["LAKEFS_ACCESS_KEY_ID"],
-            secret_access_key=os.environ["LAKEFS_SECRET_ACCESS_KEY"],
-            repository=lake.repository_id,
-        ),
-        "mlflow": MLflowResource(tracking_uri=mlflow_tracking_uri, experiment="retrain-e2e"),
-        "io_manager": RecordIOManager(base_dir=str(tmp_path / "records")),
     }
     result = dg.materialize([trained_model, optimized_model, evaluated_model], resources=resources)
     assert result.success
