@@ -17,28 +17,10 @@ from pipelines.spec import events as events_module
 from pipelines.spec.events import EventChecker
 from pipelines.spec.loader import parse_spec
 from pipelines.spec.model import DatasetSpec
+from tests.unit.spec.sample_event import good_event
 
 SPEC = load_spec("transactions")
 Record = namedtuple("Record", "value offset timestamp")
-
-
-def good_event(i: int = 0) -> dict[str, Any]:
-    return {
-        "event_id": f"e{i}",
-        "customer_id": "c1",
-        "event_time": "2026-11-21T10:00:00+00:00",
-        "is_fraud": False,
-        "amount": 12.5,
-        "merchant_category": "grocery",
-        "country": "US",
-        "channel": "chip",
-        "device_age_days": None,
-        "customer_tenure_days": 400,
-        "hour_of_day": 10,
-        "distance_from_home_km": 2.0,
-        "card_present": True,
-        "is_international": False,
-    }
 
 
 def nested(depth: int, inner: str = "") -> str:

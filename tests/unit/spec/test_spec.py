@@ -10,6 +10,7 @@ import yaml
 from pipelines.errors import SpecError
 from pipelines.spec import builtin_specs, check_event, load_spec, spec_hash
 from pipelines.spec.loader import parse_spec
+from tests.unit.spec.sample_event import good_event
 
 BUILTIN = Path(__file__).resolve().parents[3] / "pipelines/spec/builtin/transactions.yaml"
 
@@ -84,25 +85,6 @@ def test_unreadable_and_non_mapping_specs(tmp_path: Path) -> None:
         load_spec(write(tmp_path, "name: [unclosed"))
     with pytest.raises(SpecError, match="YAML mapping at the top level"):
         load_spec(write(tmp_path, "- a\n- b\n"))
-
-
-def good_event() -> dict:
-    return {
-        "event_id": "e1",
-        "customer_id": "c1",
-        "event_time": "2026-11-21T10:00:00Z",
-        "is_fraud": False,
-        "amount": 12.5,
-        "merchant_category": "grocery",
-        "country": "US",
-        "channel": "chip",
-        "device_age_days": None,
-        "customer_tenure_days": 400,
-        "hour_of_day": 10,
-        "distance_from_home_km": 2.0,
-        "card_present": True,
-        "is_international": False,
-    }
 
 
 def test_check_event_normalizes_a_good_event() -> None:
