@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.run_facts import run_facts  # noqa: E402
 from pipelines import layout  # noqa: E402
 from pipelines.optimize import build_and_measure  # noqa: E402
 from pipelines.optimize.candidates import export_onnx  # noqa: E402
@@ -265,12 +265,7 @@ def main() -> None:
         ]
     judged = goals(models[1])
     report = {
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other work",
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **run_facts(load_before),
         "onnxruntime": __import__("onnxruntime").__version__,
         "rows": args.rows,
         "latency_repeats": args.repeats,

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.run_facts import run_facts  # noqa: E402
 from pipelines import layout  # noqa: E402
 from pipelines.spec import load_spec  # noqa: E402
 from pipelines.training.distributed import DistContext  # noqa: E402
@@ -157,12 +157,7 @@ def main() -> None:
         else "run on a GPU machine: python -m pipelines.training.entry --device cuda ..."
     )
     report = {
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other work",
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **run_facts(load_before),
         "rows": args.rows,
         "note": "median epoch throughput; training steps only; interleaved repeats on a shared machine",
         "trainer_vs_bare_loop": base,
