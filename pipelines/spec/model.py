@@ -77,7 +77,7 @@ class Aggregate(_Strict):
     """A per-entity feature over the entity's recent history, computed by Spark, strictly before the event.
 
     count: events in the window; sum/mean/max: of `column` over the window; seconds_since_last: time since
-    the entity's previous event (window ignored).
+    the entity's previous event within the window. The semantics: `pipelines.features.aggregates`.
     """
 
     name: str
