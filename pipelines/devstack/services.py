@@ -203,7 +203,10 @@ DAGSTER = Service(
     env=lambda ctx: {"DAGSTER_HOME": str(dagster_home(ctx.state_dir))},
     url=lambda ctx: f"http://{ctx.host}:{ctx.port('dagster')}",
     ready=lambda ctx: net.http_ok(f"http://{ctx.host}:{ctx.port('dagster')}/server_info"),
-    exports=lambda ctx: {"DAGSTER_HOME": str(dagster_home(ctx.state_dir))},
+    exports=lambda ctx: {
+        "DAGSTER_HOME": str(dagster_home(ctx.state_dir)),
+        "FLYWHEEL_DAGSTER_URL": f"http://{ctx.host}:{ctx.port('dagster')}",  # `flywheel lineage` reads runs there
+    },
     note="runs history under .flywheel/dagster",
     optional=True,
 )

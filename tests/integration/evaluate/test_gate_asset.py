@@ -183,3 +183,21 @@ def test_retrain_carries_a_model_through_optimization_and_the_gate_to_challenger
     assert registry.alias_version(name, registry.CHALLENGER, mlflow_tracking_uri) == optimized.model_version
     versions = MlflowClient(mlflow_tracking_uri).search_model_versions(f"name='{name}'")
     assert [v.version for v in versions] == [optimized.model_version]  # one version: optimization's, none from training
+
+    # `flywheel lineage` reads the same chain back from the systems themselves
+    from pipelines.audit import render
+    from pipelines.audit.trace import Sources, trace
+
+    client = MlflowClient(mlflow_tracking_uri)
+    chain = trace(Sources(lake=lake, mlflow=client), name, optimized.model_version)
+    assert chain["dataset"]["commit"] == commit and chain["dataset"]["spec"] == "transactions"
+    assert chain["training"]["run_id"] == trained.mlflow_run_id and chain["training"]["status"] == "FINISHED"
+    assert chain["training"]["code_version"] and chain["training"]["metrics"]
+    assert chain["optimization"]["chosen"] == optimized.form and optimized.form in chain["optimization"]["candidates"]
+    assert chain["optimization"]["run"]["status"] == "FINISHED"
+    assert chain["gate"]["decision"] == "passed" and chain["gate"]["report_run"]["status"] == "FINISHED"
+    assert "challenger" in chain["now"]["aliases"]
+    run_ids = {chain["training"]["dagster_run_id"], chain["gate"]["report_run"]["dagster_run_id"]}
+    assert run_ids <= set(chain["dagster_runs"]) and None not in run_ids
+    text = render.markdown(chain)
+    assert f"version {optimized.model_version}" in text and "**passed**" in text
