@@ -21,9 +21,14 @@ ingest_job = define_asset_job(
     executor_def=in_process_executor,
     description=("Kafka -> raw_events -> features (Spark) -> validated_dataset (GX gate) -> merged into lakeFS main."),
 )
+# Runs that train carry this tag; the QueuedRunCoordinator admits one such run at a time (deploy/dagster/
+# dagster.yaml, deploy/helm/dagster-values.yaml), so two training runs never compete for the same GPUs.
+TRAINING_RUN_TAG = {"flywheel/stage": "training"}
+
 retrain_job = define_asset_job(
     "retrain_job",
     selection=retrain_selection,
+    tags=TRAINING_RUN_TAG,
     description=(
         "Train on the latest validated dataset, optimize and register the fastest faithful form, and judge it "
         "against the champion (blocking gate; a passing version becomes the `challenger`)."
@@ -32,6 +37,7 @@ retrain_job = define_asset_job(
 pipeline_job = define_asset_job(
     "pipeline_job",
     selection=ingestion_selection | retrain_selection,
+    tags=TRAINING_RUN_TAG,
     description="The whole loop: ingest_job then retrain_job in one run.",
 )
 

@@ -17,6 +17,7 @@ COMMANDS = [
     "pipelines.cli.produce_cmd",
     "pipelines.cli.dataset_cmd",
     "pipelines.cli.lakefs_cmd",
+    "pipelines.cli.exporter_cmd",
     "pipelines.cli.lineage_cmd",
 ]
 

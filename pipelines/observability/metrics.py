@@ -39,6 +39,13 @@ SERVING = [
         "flywheel_serving_request_latency_seconds", "histogram", "Request latency by route", ("route",), LATENCY_BUCKETS
     ),
     MetricDef(
+        "flywheel_serving_model_latency_seconds",
+        "histogram",
+        "Predict request latency by the model version and arm that answered (the canary analysis compares them)",
+        ("model_version", "arm"),
+        LATENCY_BUCKETS,
+    ),
+    MetricDef(
         "flywheel_serving_predictions", "counter", "Predictions made by model version and arm", ("model_version", "arm")
     ),
     MetricDef(
@@ -83,6 +90,12 @@ PIPELINE = [
         "flywheel_ingest_quarantine_fraction", "gauge", "Quarantined share of the latest ingestion run", ("dataset",)
     ),
     MetricDef("flywheel_gate_decisions", "counter", "Evaluation gate decisions", ("model", "decision")),
+    MetricDef(
+        "flywheel_exporter_source_up",
+        "gauge",
+        "1 when the pipeline exporter read this source (records, mlflow, kafka, drift) in time on the last scrape",
+        ("source",),
+    ),
 ]
 
 CATALOG = {m.name: m for m in SERVING + PIPELINE}
