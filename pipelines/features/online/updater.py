@@ -1,0 +1,272 @@
+"""The feature updater: the spec's events topic -> the online store, exactly once.
+
+Each poll's records of one partition go through the spec's event check (the one ingestion uses: a rejected
+event is counted and skipped, it never reaches the state) and are applied with the partition's next
+offset in one atomic Lua call (`store.RedisOnlineStore.apply`). On start the updater seeks to the offsets
+stored in Redis, never to its consumer group's: the group (`flywheel-features-<spec>`) only names it to
+the broker, and its committed offsets are informational (lag tools). A restart after a kill at any point
+therefore neither skips nor double-counts; a re-sent event (same id) is counted once by the store's dedup.
+
+A topic recreated under the same name (a new topic id: e.g. the memory-only embedded broker restarted) is
+read from its start, as ingestion does (pipelines.ingest.offsets.reconcile). The store being down or slow
+pauses the updater, which then re-reads the stored offsets and goes on: nothing is lost or applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.errors import FlywheelError
+from pipelines.features.aggregates import aggregated_columns
+from pipelines.features.online.api import OnlineStoreUnavailable
+from pipelines.features.online.layout import member
+from pipelines.features.online.store import RedisOnlineStore
+from pipelines.ingest.consume import topic_partitions
+from pipelines.ingest.offsets import StoredOffsets, current_topic_id, reconcile
+from pipelines.spec.events import checker_for
+from pipelines.spec.model import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_CALL = 2_000  # events per Lua call: bounds how long one call blocks the server (a few ms)
+
+
+def group_id(spec: DatasetSpec) -> str:
+    return f"flywheel-features-{spec.name}"
+
+
+def consumer_settings(spec: DatasetSpec) -> dict[str, Any]:
+    """Explicit offsets (assign + seek), no auto commit, an error instead of a silent jump out of the log."""
+    return {
+        "group_id": group_id(spec),
+        "client_id": f"flywheel-feature-updater-{spec.name}",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "none",
+        "request_timeout_ms": 30_000,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    }
+
+
+@dataclass
+class UpdaterStats:
+    events: int = 0  # records read from Kafka
+    applied: int = 0
+    duplicates: int = 0
+    too_old: int = 0
+    rejected: int = 0
+    conflicts: int = 0  # batches another updater had applied already (skipped)
+    seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "events_per_second": round(self.events / self.seconds, 1) if self.seconds else None}
+
+
+class OffsetsOutsideLog(FlywheelError):
+    """The stored offsets are outside the topic's log (retention deleted events the store never saw)."""
+
+
+class Updater:
+    """Keeps one spec's online state current from its topic. `run()` loops; tests drive `catch_up()`."""
+
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        store: RedisOnlineStore,
+        consumer_factory: Callable[[], Any],
+        *,
+        poll_timeout_ms: int = 200,
+        max_records_per_poll: int = 10_000,
+        commit_group_every_s: float = 5.0,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.topic = spec.topic.name
+        self.consumer_factory = consumer_factory
+        self.poll_timeout_ms = poll_timeout_ms
+        self.max_records_per_poll = max_records_per_poll
+        self.commit_group_every_s = commit_group_every_s
+        self.checker = checker_for(spec)
+        fields = spec.event_fields
+        self._columns = [fields.index(c) for c in aggregated_columns(spec)]
+        self.stats = UpdaterStats()
+        self.consumer: Any = None
+        self._tps: dict[int, Any] = {}
+        self._last_commit = 0.0
+        self._group_commit_failed = False
+
+    # --- start ----------------------------------------------------------------------------------------
+    def start(self, topic_timeout_s: float = 30.0) -> dict[int, int]:
+        """Connect, record the layout, and seek every partition to the stored offset (else the log start)."""
+        from kafka import TopicPartition
+
+        state = self.store.state()
+        self.consumer = self.consumer_factory()
+        partitions = topic_partitions(self.consumer, self.topic, topic_timeout_s)
+        topic_id = current_topic_id(self.consumer, self.topic)
+        offsets, reset = reconcile(self.topic, StoredOffsets(state.offsets, state.topic_id), topic_id)
+        if reset is not None:
+            log.warning("online store: %s", reset.describe())
+            self.store.set_offsets({}, topic_id)
+        self.store.init(self.topic, topic_id)
+        self._tps = {p: TopicPartition(self.topic, p) for p in partitions}
+        self.consumer.assign(list(self._tps.values()))
+        return self._seek(offsets)
+
+    def _seek(self, stored: dict[int, int]) -> dict[int, int]:
+        missing = [tp for p, tp in self._tps.items() if p not in stored]
+        begin = self.consumer.beginning_offsets(missing) if missing else {}
+        positions = {p: stored.get(p, begin.get(tp, 0)) for p, tp in self._tps.items()}
+        for p, tp in self._tps.items():
+            self.consumer.seek(tp, positions[p])
+        log.info("feature updater for %s: reading %s from offsets %s", self.spec.name, self.topic, positions)
+        return positions
+
+    def resync(self) -> dict[int, int]:
+        """Seek back to the offsets the store holds (after a store error: what was applied is in them)."""
+        return self._seek(self.store.state().offsets)
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self._commit_group(force=True)
+            self.consumer.close()
+            self.consumer = None
+
+    # --- one poll ---------------------------------------------------------------------------------------
+    def poll_once(self, max_records: int | None = None) -> int:
+        """Poll once and apply what came; returns the records read (0: nothing new within the poll timeout)."""
+        from kafka.errors import OffsetOutOfRangeError
+
+        try:
+            polled = self.consumer.poll(
+                timeout_ms=self.poll_timeout_ms, max_records=max_records or self.max_records_per_poll
+            )
+        except OffsetOutOfRangeError as exc:
+            raise OffsetsOutsideLog(
+                f"the online store's offsets for {self.topic!r} are outside the topic's log ({exc}): events were "
+                "deleted by retention before the updater applied them; refill the store with "
+                "`flywheel features bootstrap --force`"
+            ) from None
+        n = 0
+        for tp, records in polled.items():
+            if records:
+                self.apply_records(tp.partition, records)
+                n += len(records)
+        self.stats.events += n
+        self._commit_group()
+        return n
+
+    def apply_records(self, partition: int, records: Sequence[Any]) -> None:
+        """Check and apply one partition's records (offset order), in calls of MAX_EVENTS_PER_CALL."""
+        for start in range(0, len(records), MAX_EVENTS_PER_CALL):
+            self._apply_chunk(partition, records[start : start + MAX_EVENTS_PER_CALL])
+
+    def _apply_chunk(self, partition: int, records: Sequence[Any]) -> None:
+        values_of = self.checker.values
+        columns = self._columns
+        events: list[tuple[str, int, str, str]] = []
+        rejected = 0
+        reasons = self.stats.reasons
+        for rec in records:
+            row = values_of(rec.value) if rec.value is not None else "event has no value (null Kafka record)"
+            if type(row) is list:
+                events.append((row[1], row[2], row[0], member(row[2], [row[c] for c in columns], row[0])))
+            else:
+                rejected += 1
+                kind = str(row)[:80]
+                reasons[kind] = reasons.get(kind, 0) + 1
+        first, nxt = records[0].offset, records[-1].offset + 1
+        result = self.store.apply(events, partition, first, nxt, rejected)
+        if result.conflict_offset is not None:
+            # Another updater (or this one before a lost reply) applied a prefix already: apply the rest only.
+            self.stats.conflicts += 1
+            rest = [r for r in records if r.offset >= result.conflict_offset]
+            log.warning(
+                "partition %d: offsets %d..%d were applied already (the store is at %d); applying only the rest",
+                partition,
+                first,
+                nxt - 1,
+                result.conflict_offset,
+            )
+            if rest:
+                self._apply_chunk(partition, rest)
+            elif self._tps:
+                self.consumer.seek(self._tps[partition], max(result.conflict_offset, nxt))
+            return
+        self.stats.applied += result.applied
+        self.stats.duplicates += result.duplicates
+        self.stats.too_old += result.too_old
+        self.stats.rejected += rejected
+
+    def _commit_group(self, force: bool = False) -> None:
+        """Best effort: the group's committed offsets only inform lag tools (the store's offsets rule)."""
+        now = time.monotonic()
+        if self._group_commit_failed or (not force and now - self._last_commit < self.commit_group_every_s):
+            return
+        self._last_commit = now
+        try:
+            from kafka import OffsetAndMetadata
+
+            offsets = {tp: OffsetAndMetadata(self.consumer.position(tp), "", -1) for tp in self._tps.values()}
+            self.consumer.commit(offsets)
+        except Exception as exc:  # the broker may not keep group offsets for assigned consumers
+            self._group_commit_failed = True
+            log.info("not committing consumer group offsets (informational only): %.200s", exc)
+
+    # --- loops ------------------------------------------------------------------------------------------
+    def caught_up(self) -> bool:
+        """Every partition's position reached the high watermark of the last fetch (not ListOffsets, which
+        Tansu answers short of the end)."""
+        for tp in self._tps.values():
+            hw = self.consumer.highwater(tp)
+            if hw is None or self.consumer.position(tp) < hw:
+                return False
+        return True
+
+    def catch_up(self, max_seconds: float = 120.0, max_events: int | None = None) -> UpdaterStats:
+        """Apply until caught up with what the broker holds now (or a bound); returns the stats so far."""
+        t0 = time.monotonic()
+        deadline = t0 + max_seconds
+        idle_polls = 0
+        read = 0
+        while time.monotonic() < deadline:
+            budget = None if max_events is None else max_events - read
+            if budget is not None and budget <= 0:
+                break
+            n = self.poll_once(budget)
+            read += n
+            if n:
+                idle_polls = 0
+                continue
+            idle_polls += 1
+            if idle_polls >= 1 and self.caught_up():
+                break
+        self.stats.seconds += time.monotonic() - t0
+        return self.stats
+
+    def run(self, stop: threading.Event, heartbeat_s: float = 2.0, retry_s: float = 2.0) -> UpdaterStats:
+        """Apply until `stop` is set; survives a store or broker outage by waiting and re-syncing."""
+        last_beat = 0.0
+        t0 = time.monotonic()
+        while not stop.is_set():
+            try:
+                self.poll_once()
+                now = time.monotonic()
+                if now - last_beat >= heartbeat_s:
+                    self.store.heartbeat(updater_events=self.stats.events, updater_caught_up=int(self.caught_up()))
+                    last_beat = now
+            except OnlineStoreUnavailable as exc:
+                log.warning("feature updater paused: %s; retrying in %gs", exc, retry_s)
+                if stop.wait(retry_s):
+                    break
+                try:
+                    self.resync()
+                except OnlineStoreUnavailable:
+                    continue
+        self.stats.seconds += time.monotonic() - t0
+        return self.stats

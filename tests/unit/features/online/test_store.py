@@ -1,0 +1,147 @@
+"""The Redis store against the one definition (pipelines.features.aggregates.reference_values), on a real
+redis-server: lookups, dedup by event id, trimming, atomic offsets, and the errors serving turns into 503."""
+
+from __future__ import annotations
+
+import time
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from pipelines.features.aggregates import NO_HISTORY, definitions, longest_window_ms, reference_values
+from pipelines.features.online import NoAggregates, StoreNotConfigured, connect
+from pipelines.features.online.api import OnlineStoreUnavailable
+from pipelines.features.online.layout import member
+from pipelines.features.online.store import RedisOnlineStore
+from pipelines.spec import load_spec
+
+SPEC = load_spec("transactions")
+HOUR = 3_600_000
+
+
+def event(entity: str, ts: int, eid: str, amount: float | None) -> tuple[str, int, str, str]:
+    return entity, ts, eid, member(ts, [amount], eid)
+
+
+def store_at(url: str, lateness_ms: int = HOUR) -> RedisOnlineStore:
+    store = RedisOnlineStore(SPEC, url, timeout_s=2.0, lateness_ms=lateness_ms)
+    store.init(SPEC.topic.name, None)
+    return store
+
+
+def reference(entity_events: list[tuple[str, int, str, str]], amounts: dict[str, float | None], t: int) -> dict:
+    ts = np.array([e[1] for e in entity_events], dtype=np.int64)
+    col = np.array([np.nan if amounts[e[2]] is None else amounts[e[2]] for e in entity_events], dtype=np.float64)
+    return reference_values(definitions(SPEC), ts, {"amount": col}, t)
+
+
+def test_lookups_equal_the_reference_definition(redis_url: str) -> None:
+    """Random histories (nulls, equal event times, gaps beyond every window): each lookup equals the
+    reference on the entity's events, exactly for counts and times, to 1e-12 for sums and means."""
+    store = store_at(redis_url, lateness_ms=10**13)  # keep everything: any lookup time is answered exactly
+    rng = np.random.default_rng(7)
+    n = 3000
+    ts = np.sort(rng.integers(0, 30 * 24 * HOUR, n))
+    ts[100:110] = ts[100]  # equal event times do not see each other (strictly before)
+    entities = [f"c{i}" for i in rng.integers(0, 12, n)]
+    amounts: dict[str, float | None] = {}
+    events = []
+    for i in range(n):
+        amount = None if rng.random() < 0.15 else float(np.round(rng.random() * 500, 2))
+        amounts[f"id{i}"] = amount
+        events.append(event(entities[i], int(ts[i]), f"id{i}", amount))
+    store.apply(events)
+    queries = [(entities[i], int(ts[i]) + int(rng.integers(-5, 5))) for i in range(0, n, 3)]
+    queries += [("c1", int(ts[-1]) + 200 * HOUR), ("nobody", int(ts[0]))]  # quiet entity, unknown entity
+    got = store.lookup([q[0] for q in queries], [q[1] for q in queries])
+    for (entity, t), values in zip(queries, got, strict=True):
+        want = reference([e for e in events if e[0] == entity], amounts, t)
+        assert set(values) == set(want)
+        for name, expected in want.items():
+            assert values[name] == pytest.approx(expected, rel=1e-12, abs=0), (entity, t, name)
+    assert got[-1] == {a.name: NO_HISTORY[a.function] for a in SPEC.aggregates}
+
+
+def test_a_resent_event_counts_once_and_the_earliest_copy_wins(redis_url: str) -> None:
+    store = store_at(redis_url)
+    store.apply([event("c", 1_000, "a", 5.0), event("c", 2_000, "b", 7.0)])
+    result = store.apply([event("c", 2_000, "b", 7.0), event("c", 3_000, "a", 9.0)])
+    assert (result.applied, result.duplicates) == (0, 2)
+    (values,) = store.lookup(["c"], [10_000])
+    assert values["cust_txn_count_24h"] == 2.0 and values["cust_amount_sum_24h"] == 12.0
+    store.apply([event("c", 500, "b", 7.0)])  # an earlier copy of b replaces the later one, as offline
+    (values,) = store.lookup(["c"], [1_500])
+    assert values["cust_txn_count_24h"] == 2.0
+
+
+def test_history_is_trimmed_beyond_the_longest_window_plus_lateness(redis_url: str) -> None:
+    store = store_at(redis_url, lateness_ms=HOUR)
+    keep = longest_window_ms(SPEC) + HOUR
+    events = [event("c", i * 6 * HOUR, f"e{i}", 1.0) for i in range(200)]  # 50 days, 4 a day
+    for chunk in range(0, 200, 7):
+        store.apply(events[chunk : chunk + 7])
+    newest = events[-1][1]
+    kept = store.client.zrange(store.keys.history("c"), 0, -1, withscores=True)
+    assert min(score for _, score in kept) >= newest - keep
+    assert store.client.hlen(store.keys.ids("c")) == len(kept)  # the dedup ids go with their events
+    assert store.apply([event("c", newest - keep - 1, "late", 1.0)]).too_old == 1
+    for t in (newest + 1, newest - HOUR, newest + 3 * 24 * HOUR):  # exact from newest - lateness on
+        (values,) = store.lookup(["c"], [t])
+        assert values == reference([e for e in events], {e[2]: 1.0 for e in events}, t)
+
+
+def test_offsets_move_with_the_state_and_a_batch_is_never_applied_twice(redis_url: str) -> None:
+    store = store_at(redis_url)
+    assert store.apply([event("c", 1_000, "a", 1.0)], partition=2, first_offset=0, next_offset=1).applied == 1
+    again = store.apply([event("c", 1_000, "x", 1.0)], partition=2, first_offset=0, next_offset=1)
+    assert again.conflict_offset == 1 and again.applied == 0
+    assert store.apply([event("c", 2_000, "b", 1.0)], partition=2, first_offset=3, next_offset=4).applied == 1
+    state = store.state()
+    assert state.offsets == {2: 4} and state.counters["applied"] == 2
+    (values,) = store.lookup(["c"], [5_000])
+    assert values["cust_txn_count_24h"] == 2.0  # x was not written
+
+
+def test_one_round_trip_for_a_batch_of_256(redis_url: str) -> None:
+    store = store_at(redis_url)
+    store.apply([event(f"c{i}", 1_000 + i, f"e{i}", 2.0) for i in range(256)])
+    with mock.patch.object(store.client, "pipeline", wraps=store.client.pipeline) as pipeline:
+        got = store.lookup([f"c{i}" for i in range(256)], [10_000] * 256)
+    assert pipeline.call_count == 1
+    assert all(v["cust_txn_count_24h"] == 1.0 and v["cust_amount_max_7d"] == 2.0 for v in got)
+
+
+def test_a_store_without_state_or_with_another_layout_does_not_answer(redis_url: str) -> None:
+    store = RedisOnlineStore(SPEC, redis_url, timeout_s=2.0)
+    with pytest.raises(OnlineStoreUnavailable, match="holds no state"):
+        store.lookup(["c"], [1])
+    store.client.hset(store.keys.meta, "layout", '{"columns": ["other"]}')
+    with pytest.raises(OnlineStoreUnavailable, match="another layout"):
+        store.lookup(["c"], [1])
+
+
+def test_a_store_that_is_down_raises_unavailable_quickly() -> None:
+    from pipelines.devstack.net import free_port
+
+    store = RedisOnlineStore(SPEC, f"redis://:pw@127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(OnlineStoreUnavailable, match="did not answer"):
+        store.lookup(["c"], [1])
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_wrong_password_says_so(redis_url: str) -> None:
+    wrong = redis_url.replace("redis://:", "redis://:not-", 1)
+    with pytest.raises(OnlineStoreUnavailable, match="password"):
+        RedisOnlineStore(SPEC, wrong, timeout_s=2.0).lookup(["c"], [1])
+
+
+def test_connect_picks_the_store_by_the_spec(redis_url: str) -> None:
+    no_aggregates = SPEC.model_copy(update={"aggregates": []})
+    assert isinstance(connect(no_aggregates, None), NoAggregates)
+    assert connect(no_aggregates, None).lookup(["c"], [1]) == [{}]
+    with pytest.raises(StoreNotConfigured, match="FLYWHEEL_ONLINE_STORE_URL"):
+        connect(SPEC, None)
+    store = connect(SPEC, redis_url, timeout_s=1.0)
+    assert isinstance(store, RedisOnlineStore) and store.timeout_s == 1.0
