@@ -178,6 +178,32 @@ class OptimizeSpec(_Strict):
     latency_repeats: int = Field(default=50, ge=5, description="timed repeats per latency measurement")
 
 
+class RolloutSpec(_Strict):
+    """How serving rolls out a challenger and how the canary analysis judges it (pipelines.serving.rollout)."""
+
+    strategy: Literal["canary", "blue-green", "ab", "shadow"] = "canary"
+    # canary: the challenger's share of traffic (%) per step, the last one before promotion; ab: the first
+    # step is the fixed challenger share; blue-green switches 100% at once; shadow mirrors and returns nothing.
+    steps: list[float] = Field(default_factory=lambda: [10.0, 50.0, 100.0], min_length=1)
+    analysis_window_s: float = Field(default=120.0, gt=0, description="each step is judged over this window")
+    min_requests: int = Field(default=50, ge=1, description="requests per arm a window needs before a verdict")
+    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1, description="challenger - champion")
+    max_p99_ratio: float = Field(default=2.0, gt=0, description="challenger p99 / champion p99 (or the budget)")
+    p99_slack_ms: float = Field(default=10.0, ge=0, description="a p99 within this of the champion's always passes")
+    max_score_psi: float = Field(default=0.25, gt=0, description="score distribution shift (PSI) vs the champion")
+    max_auc_drop: float = Field(default=0.02, ge=0, le=1, description="label AUC drop where labels arrived")
+    min_labels: int = Field(default=200, ge=1, description="labelled predictions per arm before AUC is judged")
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[float]) -> list[float]:
+        if any(not 0 < s <= 100 for s in steps):
+            raise ValueError("every rollout step is a share of traffic in (0, 100]")
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError("rollout steps must increase")
+        return steps
+
+
 class DriftSpec(_Strict):
     psi_threshold: float = Field(default=0.2, gt=0)
     min_samples: int = Field(default=1000, ge=1)
@@ -199,6 +225,7 @@ class DatasetSpec(_Strict):
     gates: GateSpec = Field(default_factory=GateSpec)
     optimize: OptimizeSpec = Field(default_factory=OptimizeSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 
     _check_name = field_validator("name", "event_id", "entity_key", "timestamp", "label")(_check_identifier)
 
