@@ -1,7 +1,7 @@
 """The online half of the features: the spec's aggregates for one raw event at request time.
 
-`api.OnlineFeatures` is what serving asks; the Redis/Valkey store, its updater and bootstrap implement it
-with the semantics of `pipelines.features.aggregates`, as the offline Spark table does.
+`api.OnlineFeatures` is what serving asks; the Redis store (`store.py`, kept current by `pipelines.online`)
+implements it with the semantics of `pipelines.features.aggregates`, as the offline Spark table does.
 
     features = connect(spec, setting("FLYWHEEL_ONLINE_STORE_URL"))   # NoAggregates when none are needed
     features.lookup(["c1"], [event_time_ms])                           # [{aggregate: value}]

@@ -11,7 +11,9 @@ import contextlib
 import importlib.util
 import os
 import secrets
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,10 +95,8 @@ def running(
     startup_timeout_s: float = 10.0,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """A server of its own (tests, benchmarks): yields (URL, process); stopped (SIGTERM, then SIGKILL) after."""
-    from pipelines.devstack.net import free_port, wait_until
-
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    port = port or free_port(host)
+    port = port or _free_port(host)
     log_path = directory / "server.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
@@ -107,7 +107,10 @@ def running(
         )
     address = url(host, port, directory)
     try:
-        if not wait_until(lambda: _answers(address), startup_timeout_s, alive=lambda: proc.poll() is None):
+        deadline = time.monotonic() + startup_timeout_s
+        while not _answers(address) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _answers(address):
             raise StackError(
                 f"redis-server did not start on {host}:{port}; its log {log_path}:\n{log_path.read_text()[-2000:]}"
             )
@@ -133,3 +136,9 @@ def _answers(address: str) -> bool:
             client.close()
     except redis.RedisError:
         return False
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipelines.features.aggregates import definitions, reference_values
 from pipelines.features.online.store import RedisOnlineStore
-from pipelines.features.online.updater import Updater
+from pipelines.online.updater import Updater
 from pipelines.spec import load_spec
 from pipelines.spec.samples import BASE_MS, sample_events
 
