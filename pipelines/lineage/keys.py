@@ -61,6 +61,12 @@ NODES = "flywheel.nodes"
 BACKEND = "flywheel.backend"
 HARDWARE = "flywheel.hardware"
 
+# -- drift (pipelines.monitoring, sensors/drift.py)
+DRIFT_DECISION = "flywheel.drift.decision"  # drift | no drift | insufficient data
+DRIFT_COLUMNS = "flywheel.drift.columns"  # JSON list of the drifted columns
+DRIFT_REPORT = "flywheel.drift.report"  # path of the HTML report
+DRIFT_EVIDENCE = "flywheel.drift.evidence_commit"  # the lakeFS commit holding the drift window
+
 # What a trained model's run and version always carry (pipelines.training.entry sets them).
 TRAINING_TAGS = (
     LAKEFS_REPOSITORY,

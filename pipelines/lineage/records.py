@@ -9,6 +9,7 @@ again in a fresh process or pod (resources/records_io.py stores them as JSON bet
     optimized_model   -> OptimizedModel   the registered candidate picked by the optimization stage
     evaluated_model   -> Evaluation       challenger against champion on the same pinned commit
     deployment        -> Deployment       a rollout of a version: strategy, traffic, state
+    drift_report      -> DriftReport      the latest window against the champion's reference: the decision
 """
 
 from __future__ import annotations
@@ -215,9 +216,59 @@ class Deployment(Record):
     previous_version: str | None = None
 
 
+@dataclass
+class DriftReport(Record):
+    """One drift check (pipelines.monitoring): the current window against the champion's reference, per column
+    statistics, the dataset-level decision and where the HTML report and the evidence snapshot are."""
+
+    KIND: ClassVar[str] = "drift_report"
+
+    spec: str
+    decision: str  # drift | no drift | insufficient data | no champion
+    drifted: bool
+    reasons: list[str] = field(default_factory=list)
+    drifted_columns: list[str] = field(default_factory=list)
+    model_name: str = ""
+    champion_version: str | None = None
+    reference_uri: str = ""  # lakefs://<repository>/<commit>/ the champion was trained on (its train split)
+    reference_rows: int = 0
+    window: dict[str, Any] = field(default_factory=dict)  # topic, events, valid, offsets, first/last ms
+    columns: list[dict[str, Any]] = field(default_factory=list)  # per column, most severe first
+    label: dict[str, Any] = field(default_factory=dict)  # label rate drift, realized AUC
+    quality: dict[str, Any] = field(default_factory=dict)  # quarantine, out of range, null increases, alerts
+    predictions: int = 0  # predictions in the window (the score column exists when > 0)
+    correction: str = ""
+    alpha: float = 0.0
+    checked_at: float = 0.0  # epoch seconds
+    seconds: float = 0.0
+    report_path: str = ""  # the HTML report
+    evidence_commit: str | None = None  # the lakeFS commit holding the window (set when drift triggered a run)
+
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """{column: {statistic: value}} for the metrics exporter (flywheel_drift_score{feature,statistic})."""
+        out: dict[str, dict[str, float]] = {}
+        for col in self.columns:
+            values = {"psi": col.get("psi"), "js": col.get("js"), "ks": col.get("ks")}
+            values["chi2" if col.get("test") == "chi2" else "ks_p"] = (
+                col.get("statistic") if col.get("test") == "chi2" else col.get("p_value")
+            )
+            out[str(col["name"])] = {k: float(v) for k, v in values.items() if v is not None}
+        return out
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.KIND: cls
-    for cls in (RawBatch, FeatureBatch, DatasetVersion, TrainedModel, OptimizedModel, Evaluation, Deployment)
+    for cls in (
+        RawBatch,
+        FeatureBatch,
+        DatasetVersion,
+        TrainedModel,
+        OptimizedModel,
+        Evaluation,
+        Deployment,
+        DriftReport,
+    )
 }
 
 

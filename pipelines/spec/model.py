@@ -205,9 +205,32 @@ class RolloutSpec(_Strict):
 
 
 class DriftSpec(_Strict):
-    psi_threshold: float = Field(default=0.2, gt=0)
-    min_samples: int = Field(default=1000, ge=1)
-    cooldown_minutes: float = Field(default=60, ge=0)
+    """Drift monitoring (pipelines.monitoring) and the guarded retraining it triggers (sensors/drift.py).
+
+    A column drifts when its test (KS for numerics, chi-squared for categoricals and booleans) stays
+    significant after the multiple-testing `correction` at level `alpha` over every column judged, AND one
+    effect size crosses its threshold (PSI, Jensen-Shannon distance, KS statistic): with big windows every
+    tiny shift is significant, and with small ones a large PSI can be noise; both are needed.
+    """
+
+    psi_threshold: float = Field(default=0.2, gt=0, description="population stability index of a drifted column")
+    js_threshold: float = Field(default=0.2, gt=0, le=1, description="Jensen-Shannon distance (base 2)")
+    ks_threshold: float = Field(default=0.15, gt=0, le=1, description="Kolmogorov-Smirnov statistic (numerics)")
+    alpha: float = Field(default=0.01, gt=0, lt=1, description="significance level after the correction")
+    correction: Literal["benjamini-hochberg", "bonferroni"] = "benjamini-hochberg"
+    min_samples: int = Field(default=1000, ge=1, description="no alarm on a window (or column) with fewer values")
+    min_drifted_columns: int = Field(default=1, ge=1, description="drifted columns that make the dataset drift")
+    bins: int = Field(default=10, ge=2, le=100, description="reference-quantile bins of PSI/JS for numerics")
+    ks_max_samples: int = Field(default=100_000, ge=1000, description="values per side the KS test sorts")
+    window_events: int = Field(default=20_000, ge=1, description="the current window: the latest N events")
+    window_minutes: float | None = Field(default=None, gt=0, description="or: events of the last M minutes")
+    max_null_rate_increase: float = Field(default=0.05, ge=0, le=1, description="null rate above the reference's")
+    max_out_of_range_rate: float = Field(default=0.01, ge=0, le=1, description="values outside the spec's min/max")
+    label_rate_ratio: float = Field(default=1.5, gt=1, description="label rate change (either way) that drifts")
+    cooldown_minutes: float = Field(default=60, ge=0, description="after a drift-triggered run, wait this long")
+    daily_budget: int = Field(default=3, ge=1, description="drift-triggered runs per 24 hours")
+    max_consecutive_rejections: int = Field(default=3, ge=1, description="the breaker: this many in a row alert")
+    interval_seconds: int = Field(default=300, ge=30, description="how often the drift sensor evaluates")
 
 
 class DatasetSpec(_Strict):

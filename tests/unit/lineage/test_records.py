@@ -32,7 +32,8 @@ def test_every_record_kind_round_trips_through_json() -> None:
     model = TrainedModel("m", "", "run1", "flywheel", "c" * 64, "h", {"test_auc": 0.9})
     assert record_from_json(record_to_json(model)) == model
     assert set(RECORD_TYPES) == {
-        "raw_batch", "feature_batch", "dataset_version", "trained_model", "optimized_model", "evaluation", "deployment"
+        "raw_batch", "feature_batch", "dataset_version", "trained_model", "optimized_model", "evaluation", "deployment",
+        "drift_report",
     }  # fmt: skip
 
 
