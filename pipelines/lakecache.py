@@ -62,3 +62,21 @@ def local_copies(lake: Lake, ref: str, prefix: str, suffix: str = ".parquet") ->
             os.replace(tmp, local)
         files.append(local)
     return files
+
+
+def local_copies_of(lake: Lake, ref: str, paths: list[str]) -> list[Path]:
+    """Local files for the objects at `paths` (in that order): from the content cache, downloading misses.
+    Looks up each object by its path, so a run reads its own batch without listing a whole prefix."""
+    cache = _cache_dir(lake)
+    cache.mkdir(parents=True, exist_ok=True)
+    files = []
+    for path in paths:
+        with lake._call(f"looking up {path!r} at {ref!r}"):
+            info = lake.repository.ref(ref).object(path).stat()
+        local = cache / _cache_key(info.checksum, info.size_bytes)
+        if not local.exists():
+            tmp = local.with_suffix(f".{os.getpid()}.part")
+            lake.download_file(ref, path, tmp)
+            os.replace(tmp, local)
+        files.append(local)
+    return files

@@ -1,18 +1,21 @@
-"""The model table: raw events -> typed, deduplicated rows with per-entity history features and a split.
+"""The model table: raw events of one ingestion batch -> typed, deduplicated rows with per-entity history
+features and a split.
 
-Spark does the work that needs the whole history: over the narrow columns it needs (id, key, timestamp,
-label, the aggregated columns, Kafka partition/offset and a row number), it
+Spark does the work that needs history: over the narrow columns it needs (id, key, timestamp, label, the
+aggregated columns, Kafka partition/offset and a row number), it
 1. type-cleans: casts to the spec types and drops rows missing an id, key, timestamp or label (ingestion
    never writes such rows; this guards raw data written by other tools);
-2. dedups by event id: a re-sent event keeps its first occurrence (timestamp, then Kafka partition/offset);
-   the same id under two entity keys is not a re-send: both rows stay and the gate's unique-id check fails;
-3. computes per-entity aggregates as the spec declares, over the entity's history strictly before the
-   event: count/sum/mean/max over the last `window_hours`, seconds_since_last since the previous earlier
-   event. An empty history gives 0 (count, sum, mean, max) and -1 (seconds_since_last), so the table has
-   no nulls in aggregate columns;
-4. assigns the deterministic split (pipelines.features.split).
-It returns (row number, aggregates, split) for the rows kept; `model_table` then takes those rows' event
-columns from the raw Arrow table. The wide event columns never go through Spark's shuffle, sorts and
+2. dedups by event id within the batch: a re-sent event keeps its first occurrence (timestamp, then Kafka
+   partition/offset); the same id under two entity keys is not a re-send: both rows stay and the gate's
+   unique-id check fails. Ids of earlier batches were dropped before (pipelines.features.dedup);
+3. computes the spec's per-entity aggregates exactly as pipelines.features.aggregates defines them, over
+   the batch's own events and `history`: the rows earlier batches published for the same entities (the
+   slice pipelines.features.history reads). A window over the entity ordered by event time with the frame
+   [t - W, t - 1] ms; sums are taken over the values sorted, so they do not depend on the order Spark
+   meets the rows in (a full rebuild, pipelines.features.rebuild, gets the same bits);
+4. assigns the deterministic split (pipelines.features.split) of the split key (entity, else event id).
+It returns (row number, aggregates, split) for the batch's rows kept; `model_table` then takes those rows'
+event columns from the raw Arrow table. The wide event columns never go through Spark's shuffle, sorts and
 collect, which is most of what they cost there (measured: benchmarks/results/ingest.md).
 Columns come out exactly as `pipelines.layout.feature_table_columns(spec)`, sorted by timestamp, id, key.
 """
@@ -35,12 +38,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.features.aggregates import NO_HISTORY, AggregateDef, aggregated_columns, definitions
 from pipelines.features.split import split_code_column
 from pipelines.layout import (
     OFFSET_COLUMN,
     PARTITION_COLUMN,
     SPLIT_COLUMN,
     SPLITS,
+    event_schema,
     feature_arrow_type,
     feature_table_columns,
     raw_schema,
@@ -50,25 +55,31 @@ from pipelines.spec.samples import null_mask, sample_columns
 
 log = logging.getLogger(__name__)
 
-NO_HISTORY = {"count": 0.0, "sum": 0.0, "mean": 0.0, "max": 0.0, "seconds_since_last": -1.0}
 ROW_COLUMN = "_flywheel_row"  # the row's position in the raw table (all raw files, in the order given)
 SPLIT_CODE_COLUMN = "_flywheel_split"  # 0/1/2 = SPLITS; a byte through the collect instead of a string
+NEW_COLUMN = "_flywheel_new"  # 1 for the batch's rows, 0 for history rows of earlier batches
 
 
 def model_table_schema(spec: DatasetSpec) -> pa.Schema:
     """Arrow schema of the model table, in layout order."""
     fields = [
-        pa.field(spec.event_id, pa.string(), nullable=False),
-        pa.field(spec.entity_key, pa.string(), nullable=False),
-        pa.field(spec.timestamp, pa.int64(), nullable=False),
-        pa.field(spec.label, pa.int32(), nullable=False),
-        *(pa.field(f.name, feature_arrow_type(f), nullable=f.nullable) for f in spec.features),
+        *event_schema(spec),
         *(pa.field(a.name, pa.float64(), nullable=False) for a in spec.aggregates),
         pa.field(SPLIT_COLUMN, pa.string(), nullable=False),
     ]
     schema = pa.schema(fields)
     assert schema.names == feature_table_columns(spec)
     return schema
+
+
+def history_schema(spec: DatasetSpec) -> pa.Schema:
+    """The columns of history rows: the entity key, the timestamp and the columns the aggregates read."""
+    table = model_table_schema(spec)
+    return pa.schema([table.field(n) for n in history_columns(spec)])
+
+
+def history_columns(spec: DatasetSpec) -> list[str]:
+    return [*([spec.entity_key] if spec.entity_key else []), spec.timestamp, *aggregated_columns(spec)]
 
 
 def _spark_type(arrow_type: pa.DataType) -> str:
@@ -83,57 +94,118 @@ def _spark_type(arrow_type: pa.DataType) -> str:
 
 def spark_columns(spec: DatasetSpec) -> list[str]:
     """The raw columns Spark needs: id, key, timestamp, label and the columns the aggregates read."""
-    used = [a.column for a in spec.aggregates if a.column]
-    return [spec.event_id, spec.entity_key, spec.timestamp, spec.label, *dict.fromkeys(used)]
+    return [*spec.reserved_fields, *aggregated_columns(spec)]
 
 
-def history_features(raw: Any, spec: DatasetSpec) -> Any:
-    """Spark DataFrame of (ROW_COLUMN, aggregates..., SPLIT_CODE_COLUMN) for the rows the table keeps.
-
-    `raw` holds `spark_columns(spec)`, ROW_COLUMN and, when known, the Kafka partition/offset columns.
-    """
-    from pyspark.sql import Window
+def sorted_sum(values: Any) -> Any:
+    """The sum of a Spark array of doubles, added in ascending order: the same bits whatever order the rows
+    came in (a window and a grouped join meet them in different orders)."""
     from pyspark.sql import functions as F
 
-    ts, key, eid = spec.timestamp, spec.entity_key, spec.event_id
-    # 1. type cleaning
+    return F.aggregate(F.array_sort(values), F.lit(0.0), lambda acc, x: acc + x)
+
+
+def aggregate_values(
+    spec: DatasetSpec, ts: Any, in_window: Callable[[AggregateDef], Any], agg: Callable[[AggregateDef, Any, Any], Any]
+) -> list[Any]:
+    """The spec's aggregates as Spark columns, by the definition of pipelines.features.aggregates.
+
+    `ts` is the event's timestamp, history rows carry `_h_ts` and `_h_<column>`; `in_window(d)` is the
+    condition for a history row to be in d's window, `agg(d, fn, value)` applies the Spark aggregate `fn`
+    over the history rows: one code for the window (incremental runs) and the grouped join (the rebuild)."""
+    from pyspark.sql import functions as F
+
+    out = []
+    for d in definitions(spec):
+        inside = in_window(d)
+        if d.function == "seconds_since_last":
+            value = (ts - agg(d, F.max, F.when(inside, F.col("_h_ts")))).cast("double") / F.lit(1000.0)
+        elif d.function == "count":
+            value = agg(d, F.count, F.when(inside, F.lit(1))).cast("double")
+        elif d.function == "max":
+            value = agg(d, F.max, F.when(inside, F.col(f"_h_{d.column}").cast("double")))
+        else:
+            values = agg(d, F.collect_list, F.when(inside, F.col(f"_h_{d.column}").cast("double")))
+            total = sorted_sum(values)
+            value = total if d.function == "sum" else F.when(F.size(values) > 0, total / F.size(values))
+        out.append(F.coalesce(value, F.lit(NO_HISTORY[d.function])).alias(d.name))
+    return out
+
+
+def typed_events(raw: Any, spec: DatasetSpec) -> Any:
+    """Step 1: the narrow columns cast to the spec's types, rows without id/key/timestamp/label dropped."""
+    from pyspark.sql import functions as F
+
+    ts, eid = spec.timestamp, spec.event_id
     typed = [
         F.col(ROW_COLUMN).cast("bigint").alias(ROW_COLUMN),
         F.col(eid).cast("string").alias(eid),
-        F.col(key).cast("string").alias(key),
+        *([F.col(spec.entity_key).cast("string").alias(spec.entity_key)] if spec.entity_key else []),
         F.col(ts).cast("bigint").alias(ts),
         F.col(spec.label).cast("int").alias(spec.label),
         *(
             F.col(name).cast(_spark_type(feature_arrow_type(spec.feature(name)))).alias(name)
-            for name in spark_columns(spec)[4:]
+            for name in aggregated_columns(spec)
         ),
     ]
     order_cols = [c for c in (PARTITION_COLUMN, OFFSET_COLUMN) if c in raw.columns]
     df = raw.select(*typed, *(F.col(c) for c in order_cols))
-    df = df.where(F.col(eid).isNotNull() & F.col(key).isNotNull() & F.col(ts).isNotNull())
-    df = df.where(F.col(spec.label).isin(0, 1))
+    present = F.col(eid).isNotNull() & F.col(ts).isNotNull()
+    if spec.entity_key:
+        present = present & F.col(spec.entity_key).isNotNull()
+    return df.where(present & F.col(spec.label).isin(0, 1))
 
-    # 2. dedup by event id: first occurrence wins, deterministically. One shuffle by entity serves both
-    # this and the history windows: a re-sent event carries the same entity key, so duplicates meet in
-    # the (entity, event id) window; ids reused across entities stay and fail the unique-id expectation.
-    df = df.repartition(key)
-    first = Window.partitionBy(key, eid).orderBy(F.col(ts), *(F.col(c) for c in order_cols), F.col(ROW_COLUMN))
-    df = df.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1)
 
-    # 3. history aggregates strictly before the event (range frames end 1 ms before it)
+def first_occurrences(df: Any, spec: DatasetSpec, before: Sequence[str] = ()) -> Any:
+    """Step 2: one row per (entity, event id), the first by (`before`..., timestamp, partition, offset, row)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order_cols = [c for c in (PARTITION_COLUMN, OFFSET_COLUMN) if c in df.columns]
+    by = [spec.entity_key, spec.event_id] if spec.entity_key else [spec.event_id]
+    order = [*(F.col(c) for c in before), F.col(spec.timestamp), *(F.col(c) for c in order_cols), F.col(ROW_COLUMN)]
+    first = Window.partitionBy(*by).orderBy(*order)
+    return df.withColumn("_rn", F.row_number().over(first)).where(F.col("_rn") == 1).drop("_rn")
+
+
+def history_features(raw: Any, spec: DatasetSpec, history: Any = None) -> Any:
+    """Spark DataFrame of (ROW_COLUMN, aggregates..., SPLIT_CODE_COLUMN) for the rows of the batch kept.
+
+    `raw` holds `spark_columns(spec)`, ROW_COLUMN and, when known, the Kafka partition/offset columns;
+    `history` (a DataFrame of `history_columns(spec)`, or None) the rows earlier batches published that the
+    batch's aggregates may read.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ts, key = spec.timestamp, spec.entity_key
+    df = typed_events(raw, spec)
+    # One shuffle by entity serves both the dedup and the history windows: a re-sent event carries the same
+    # entity key, so duplicates meet in the (entity, event id) window.
+    df = first_occurrences(df.repartition(key) if key else df, spec)
+    split = split_code_column(spec, F.col(spec.split_key)).alias(SPLIT_CODE_COLUMN)
+    if not spec.aggregates:
+        return df.select(F.col(ROW_COLUMN), split)
+
+    columns = aggregated_columns(spec)
+    df = df.withColumn(NEW_COLUMN, F.lit(1))
+    df = df.select("*", F.col(ts).alias("_h_ts"), *(F.col(c).alias(f"_h_{c}") for c in columns))
+    if history is not None:
+        past = history.select(
+            F.col(key).cast("string").alias(key),
+            F.col(ts).cast("bigint").alias(ts),
+            *(F.col(c).cast(_spark_type(feature_arrow_type(spec.feature(c)))).alias(c) for c in columns),
+        )
+        past = past.select("*", F.lit(0).alias(NEW_COLUMN), F.col(ts).alias("_h_ts"))
+        past = past.select("*", *(F.col(c).alias(f"_h_{c}") for c in columns))
+        df = df.unionByName(past, allowMissingColumns=True)
     by_entity = Window.partitionBy(key).orderBy(F.col(ts))
-    aggs = []
-    for agg in spec.aggregates:
-        if agg.function == "seconds_since_last":
-            prev = F.max(F.col(ts)).over(by_entity.rangeBetween(Window.unboundedPreceding, -1))
-            value = (F.col(ts) - prev).cast("double") / F.lit(1000.0)
-        else:
-            frame = by_entity.rangeBetween(-int(agg.window_hours * 3_600_000), -1)
-            target = F.col(agg.column) if agg.column else F.lit(1)
-            fn = {"count": F.count, "sum": F.sum, "mean": F.avg, "max": F.max}[agg.function]
-            value = fn(target).over(frame).cast("double")
-        aggs.append(F.coalesce(value, F.lit(NO_HISTORY[agg.function])).alias(agg.name))
-    return df.select(F.col(ROW_COLUMN), *aggs, split_code_column(spec, F.col(key)).alias(SPLIT_CODE_COLUMN))
+
+    def over_frame(d: AggregateDef, fn: Any, value: Any) -> Any:  # [t - W, t - 1] ms of the entity's rows
+        return fn(value).over(by_entity.rangeBetween(-d.window_ms, -1))
+
+    aggs = aggregate_values(spec, F.col(ts), lambda d: F.lit(True), over_frame)
+    return df.select(F.col(ROW_COLUMN), F.col(NEW_COLUMN), *aggs, split).where(F.col(NEW_COLUMN) == 1).drop(NEW_COLUMN)
 
 
 def read_raw(files: Sequence[Path], spec: DatasetSpec) -> pa.Table:
@@ -172,8 +244,11 @@ def _spark_input(spark: Any, spec: DatasetSpec, raw: pa.Table, files: Sequence[P
     # One chunk: createDataFrame drops the rows after an empty record batch (an empty raw file makes one).
     # Nullable fields: files without the Kafka provenance columns leave nulls there, which Spark refuses
     # in a non-nullable field (the dedup orders nulls first, as the file path does).
-    nullable = pa.schema([f.with_nullable(True) for f in narrow.schema])
-    return spark.createDataFrame(narrow.combine_chunks().cast(nullable))
+    return spark.createDataFrame(narrow.combine_chunks().cast(_nullable(narrow.schema)))
+
+
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_nullable(True) for f in schema])
 
 
 def model_table(
@@ -182,18 +257,26 @@ def model_table(
     raw: pa.Table,
     files: Sequence[Path] | None = None,
     timings: dict[str, float] | None = None,
+    history: pa.Table | None = None,
 ) -> pa.Table:
-    """The model table (Arrow, layout schema) of all raw events: `raw` is `read_raw(files)` when files are
-    given (a local Spark session then reads the narrow columns straight from them). `timings` receives the
-    seconds of the Spark query (with the collect) and of the assembly in Arrow."""
+    """The model table rows (Arrow, layout schema) of one batch's raw events: `raw` is `read_raw(files)` when
+    files are given (a local Spark session then reads the narrow columns straight from them); `history` holds
+    the rows of earlier batches the aggregates may read (`history_columns(spec)`; pipelines.features.history
+    reads that slice). `timings` receives the seconds of the Spark query (with the collect) and of the
+    assembly in Arrow."""
     schema = model_table_schema(spec)
     if raw.num_rows == 0:
         return schema.empty_table()
     t0 = time.monotonic()
-    result = history_features(_spark_input(spark, spec, raw, files), spec).toArrow()
+    past = None
+    if history is not None and history.num_rows and spec.aggregates:
+        narrow = history.select(history_columns(spec))
+        past = spark.createDataFrame(narrow.combine_chunks().cast(_nullable(narrow.schema)))
+    result = history_features(_spark_input(spark, spec, raw, files), spec, past).toArrow()
     t1 = time.monotonic()
     rows = result.column(ROW_COLUMN)
-    keys = pa.table({c: pc.take(raw.column(c), rows) for c in (spec.timestamp, spec.event_id, spec.entity_key)})
+    sort_keys = [spec.timestamp, spec.event_id, *([spec.entity_key] if spec.entity_key else [])]
+    keys = pa.table({c: pc.take(raw.column(c), rows) for c in sort_keys})
     order = pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in keys.column_names])
     events = raw.select(spec.event_fields).take(pc.take(rows, order))
     aggs = result.select([a.name for a in spec.aggregates]).take(order)

@@ -260,6 +260,7 @@ def publish_dataset(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: Feature
     version = dataset_version(lake, head, spec) + 1
     tag = tag_name(spec, version)
     validation_path = layout.VALIDATION_PREFIX + f"{spec.name}.json"
+    features_meta = lake.commit_info(feats.commit).metadata or {}  # the table's totals with this batch
     wap = run_wap(lake, raw.run_id)
     record = lake.read_json(wap.branch, validation_path)
     record["dataset_version"] = version
@@ -276,15 +277,22 @@ def publish_dataset(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: Feature
         keys.EVENTS: str(raw.events),
         keys.VALID: str(raw.valid),
         keys.QUARANTINED: str(raw.quarantined),
-        keys.ROWS: str(feats.rows),
-        keys.SPLITS: keys.dumps(feats.splits),
+        keys.ROWS: features_meta.get(keys.ROWS, str(feats.table_rows or feats.rows)),
+        keys.SPLITS: features_meta.get(keys.SPLITS, keys.dumps(feats.splits)),
+        keys.NEW_ROWS: str(feats.rows),
+        keys.BATCH: str(feats.batch),
+        keys.DUPLICATES: features_meta.get(keys.DUPLICATES, ""),
+        keys.FEATURE_HASH: features_meta.get(keys.FEATURE_HASH, ""),
         keys.FEATURES_PATH: layout.features_prefix(spec),
         keys.VALIDATION: "passed",
         keys.VALIDATION_SUMMARY: keys.dumps(_compact(summary)),
         keys.DATA_DOCS: summary.data_docs or "",
         **topic_metadata(raw),
     }
-    message = f"dataset {spec.name} v{version}: {raw.valid} new events, {feats.rows} rows (run {raw.run_id})"
+    message = (
+        f"dataset {spec.name} v{version}: {raw.valid} new events, batch {feats.batch} adds {feats.rows} rows "
+        f"(run {raw.run_id})"
+    )
     # The final branch commit carries the metadata too, so a fast-forward merge shows it on main as well.
     wap.commit(message, meta)
     _crash_point("before_merge")
@@ -297,7 +305,12 @@ def publish_dataset(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: Feature
         ) from exc
     _crash_point("after_merge")
     lake.tag(tag, commit, exist_ok=True)
-    prefixes = [layout.raw_prefix(spec), layout.quarantine_prefix(spec), layout.features_prefix(spec)]
+    prefixes = [
+        layout.raw_prefix(spec),
+        layout.quarantine_prefix(spec),
+        layout.features_prefix(spec),
+        layout.id_index_prefix(spec),
+    ]
     prune_cache(lake, commit, prefixes)
     return _dataset_version(lake, spec, commit, tag, version, meta)
 

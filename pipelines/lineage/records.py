@@ -103,6 +103,11 @@ class FeatureBatch(Record):
     vocabularies: dict[str, list[str]]
     seconds: float
     seconds_detail: dict[str, float] = field(default_factory=dict)
+    # Incremental ingestion: `rows`, `splits`, `entities` and `paths` are this batch's; the table holds more.
+    batch: int = 0  # the batch's number in the catalog (pipelines.features.batches)
+    table_rows: int = 0  # rows of the whole model table with this batch
+    duplicates_across_batches: int = 0  # of `duplicates_dropped`: ids an earlier batch already published
+    history_rows: int = 0  # rows of earlier batches read for the aggregates
 
 
 @dataclass

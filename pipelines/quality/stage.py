@@ -1,5 +1,6 @@
-"""The gate of the `validated_dataset` asset: the model table at the features commit against the spec's GX
-suite and dataset checks, recorded on the run branch (never merged here)."""
+"""The gate of the `validated_dataset` asset: the rows the run adds to the model table (its batch, at the
+features commit) against the spec's GX suite, and dataset checks from the batch plus the stored summaries of
+the earlier batches (never a rescan of the table); recorded on the run branch (never merged here)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 from pipelines import layout
 from pipelines.config import state_dir
 from pipelines.lake import MAIN, Lake, lake_uri
-from pipelines.lakecache import local_copies
+from pipelines.lakecache import local_copies_of
 from pipelines.lineage import keys
 from pipelines.lineage.records import FeatureBatch, RawBatch
 from pipelines.runbranch import base_metadata, run_wap
@@ -29,11 +30,14 @@ def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) 
     """
     import pyarrow as pa
 
+    from pipelines.features.batches import read_catalog
     from pipelines.features.build import model_table_schema
     from pipelines.quality.validate import validate_model_table
 
-    files = local_copies(lake, feats.commit, layout.features_prefix(spec))
-    table = pa.concat_tables(pq.read_table(f) for f in files).cast(model_table_schema(spec))
+    files = local_copies_of(lake, feats.commit, feats.paths)
+    schema = model_table_schema(spec)
+    table = pa.concat_tables([pq.read_table(f).cast(schema) for f in files]) if files else schema.empty_table()
+    earlier = read_catalog(lake, feats.commit, spec).before(feats.batch)
     summary = validate_model_table(
         table,
         spec,
@@ -41,8 +45,16 @@ def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) 
         quarantined_in_batch=raw.quarantined,
         gx_dir=gx_dir(),
         run_name=raw.run_id,
+        rows_before=earlier.rows,
+        labels_before=earlier.labels,
     )
-    record = {**summary.to_dict(), "run_id": raw.run_id, "features_commit": feats.commit}
+    record = {
+        **summary.to_dict(),
+        "run_id": raw.run_id,
+        "features_commit": feats.commit,
+        "batch": feats.batch,
+        "dataset_rows": earlier.rows + table.num_rows,
+    }
     wap = run_wap(lake, raw.run_id)
     wap.write_json(layout.VALIDATION_PREFIX + f"{spec.name}.json", record)
     meta = {

@@ -1,7 +1,11 @@
-"""Validating a model table: the spec's GX suite plus dataset checks, with Data Docs saved as HTML.
+"""Validating what a run adds to the model table: the spec's GX suite on the batch's new rows plus dataset
+checks, with Data Docs saved as HTML.
 
-Dataset checks are the ones GX cannot express on one table: the quarantine fraction of this ingestion,
-and that the split is the deterministic hash of the entity key with no entity in two splits.
+Dataset checks are the ones GX cannot express on one batch: the quarantine fraction of this ingestion; that
+the split is the deterministic hash of the split key (entity, else event id) with no key in two splits
+(every batch passing this makes the whole table leak-free: a key's split never depends on the batch); and
+the row count and label rate of the whole dataset, from the stored per-batch summaries (the batch catalog)
+plus this batch, never by rescanning the table.
 The result is a `ValidationSummary`: JSON-able, recorded in the lakeFS commit and on the asset.
 """
 
@@ -72,10 +76,29 @@ class ValidationSummary:
 
 
 def dataset_checks(
-    table: pa.Table, spec: DatasetSpec, *, valid_in_batch: int, quarantined_in_batch: int
+    table: pa.Table,
+    spec: DatasetSpec,
+    *,
+    valid_in_batch: int,
+    quarantined_in_batch: int,
+    rows_before: int = 0,
+    labels_before: int = 0,
 ) -> list[CheckResult]:
-    """Quarantine fraction of this batch; split = hash(entity) and no entity in two splits."""
+    """Quarantine fraction of this batch; split = hash(split key) and no key in two splits; the row count
+    and label rate of the dataset: `rows_before`/`labels_before` (rows, positive labels of the earlier
+    batches, from their summaries) plus `table` (the batch)."""
     results = []
+    rows = rows_before + table.num_rows
+    results.append(
+        CheckResult("row_count", rows >= spec.gates.min_rows, rows, f">= {spec.gates.min_rows} rows in the dataset")
+    )
+    if rows:
+        labels = labels_before + (int(pa.compute.sum(table.column(spec.label)).as_py() or 0) if table.num_rows else 0)
+        rate = labels / rows
+        low, high = spec.gates.label_rate_min, spec.gates.label_rate_max
+        results.append(
+            CheckResult("dataset_label_rate", low <= rate <= high, round(rate, 6), f"in [{low}, {high}] ({rows} rows)")
+        )
     seen = valid_in_batch + quarantined_in_batch
     fraction = quarantined_in_batch / seen if seen else 0.0
     results.append(
@@ -86,8 +109,9 @@ def dataset_checks(
             f"<= {spec.gates.max_quarantine_fraction} ({quarantined_in_batch} of {seen} events)",
         )
     )
-    pairs = table.select([spec.entity_key, SPLIT_COLUMN]).group_by([spec.entity_key, SPLIT_COLUMN]).aggregate([])
-    keys = pairs.column(spec.entity_key).to_pylist()
+    key = spec.split_key
+    pairs = table.select([key, SPLIT_COLUMN]).group_by([key, SPLIT_COLUMN]).aggregate([])
+    keys = pairs.column(key).to_pylist()
     splits = pairs.column(SPLIT_COLUMN).to_pylist()
     leaked = len(keys) - len(set(keys))
     results.append(CheckResult("no_entity_in_two_splits", leaked == 0, leaked, "0 entities in more than one split"))
@@ -235,11 +259,26 @@ def validate_model_table(
     quarantined_in_batch: int,
     gx_dir: Path,
     run_name: str,
+    rows_before: int = 0,
+    labels_before: int = 0,
 ) -> ValidationSummary:
-    """The blocking gate: GX suite + dataset checks. Never raises for bad data; returns success=False."""
-    checks = dataset_checks(table, spec, valid_in_batch=valid_in_batch, quarantined_in_batch=quarantined_in_batch)
-    gx_result, docs = run_gx(table, spec, gx_dir, run_name)
-    failures = [_describe_failure(r) for r in gx_result.results if not r.success]
+    """The blocking gate: GX suite on `table` (the batch's new rows) + dataset checks (with the earlier
+    batches' `rows_before`/`labels_before`). Never raises for bad data; returns success=False. A batch without
+    new rows (every event a re-send) has nothing for GX to check: the dataset checks decide."""
+    checks = dataset_checks(
+        table,
+        spec,
+        valid_in_batch=valid_in_batch,
+        quarantined_in_batch=quarantined_in_batch,
+        rows_before=rows_before,
+        labels_before=labels_before,
+    )
+    results: list[Any] = []
+    gx_success, docs = True, None
+    if table.num_rows:
+        gx_result, docs = run_gx(table, spec, gx_dir, run_name)
+        results, gx_success = list(gx_result.results), bool(gx_result.success)
+    failures = [_describe_failure(r) for r in results if not r.success]
     failures += [c.describe() for c in checks if not c.success]
     label_rate = None
     if table.num_rows:
@@ -248,12 +287,12 @@ def validate_model_table(
         label_rate = round(pc.mean(table.column(spec.label)).as_py(), 6)
     seen = valid_in_batch + quarantined_in_batch
     return ValidationSummary(
-        success=bool(gx_result.success) and all(c.success for c in checks),
+        success=gx_success and all(c.success for c in checks),
         suite=suite_name(spec),
         rows=table.num_rows,
         quarantined=quarantined_in_batch,
-        expectations=len(gx_result.results),
-        expectations_failed=sum(1 for r in gx_result.results if not r.success),
+        expectations=len(results),
+        expectations_failed=sum(1 for r in results if not r.success),
         failures=failures,
         checks=checks,
         data_docs=docs,

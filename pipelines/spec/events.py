@@ -218,7 +218,8 @@ class EventChecker:
         # and two per string value: the event id, the entity key and timestamp (less 2 each when sent as
         # numbers) and every categorical. 0 (no such shortcut) when a categorical may be null.
         nullable = any(f.nullable for f in spec.categorical_features)
-        self._quotes = 0 if nullable else 2 * (len(self._fields) + 3 + len(spec.categorical_features))
+        strings = 3 if spec.entity_key else 2  # the event id, the entity key (if any) and the timestamp
+        self._quotes = 0 if nullable else 2 * (len(self._fields) + strings + len(spec.categorical_features))
 
     def check_obj(self, obj: Any) -> EventCheck:
         values = self.values_obj(obj)
@@ -263,8 +264,8 @@ class EventChecker:
                 event_id = str(event_id)  # a str subclass (check_obj) is stored as str
             if not event_id:
                 raise _Bad(f"{eid_f} is missing or not a non-empty string")
-            key = get(key_f)
-            if isinstance(key, bool) or not isinstance(key, str | int) or key == "":
+            key = get(key_f) if key_f is not None else ""  # no entity key: nothing to check, nothing stored
+            if key_f is not None and (isinstance(key, bool) or not isinstance(key, str | int) or key == ""):
                 raise _Bad(f"{key_f} is missing or not a string/integer")
             sent_ts = get(ts_f, _MISSING)
             if sent_ts is _MISSING:
@@ -281,7 +282,10 @@ class EventChecker:
                 label = 0
             else:
                 raise _Bad(f"{label_f} must be true/false or 0/1, got {describe(label)}")
-            values = [event_id, key if type(key) is str else _key_text(key), ts, label]
+            if key_f is None:
+                values = [event_id, ts, label]
+            else:
+                values = [event_id, key if type(key) is str else _key_text(key), ts, label]
             append = values.append
             for name, check in self._checks:
                 v = get(name, _MISSING)

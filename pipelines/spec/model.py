@@ -204,6 +204,14 @@ class RolloutSpec(_Strict):
         return steps
 
 
+class TrainingSpec(_Strict):
+    """What training reads of the model table at its pinned commit."""
+
+    window_days: float | None = Field(
+        default=None, gt=0, description="train on the last window_days of event time only; None = every batch"
+    )
+
+
 class DriftSpec(_Strict):
     """Drift monitoring (pipelines.monitoring) and the guarded retraining it triggers (sensors/drift.py).
 
@@ -238,7 +246,9 @@ class DatasetSpec(_Strict):
     description: str = ""
     topic: TopicSpec
     event_id: str
-    entity_key: str
+    # None: every event is its own case (a loan application, a claim): the split hashes the event id and
+    # there is no per-entity history, so no aggregates.
+    entity_key: str | None = None
     timestamp: str
     label: str
     features: list[Feature] = Field(min_length=1)
@@ -249,14 +259,25 @@ class DatasetSpec(_Strict):
     optimize: OptimizeSpec = Field(default_factory=OptimizeSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
 
-    _check_name = field_validator("name", "event_id", "entity_key", "timestamp", "label")(_check_identifier)
+    _check_name = field_validator("name", "event_id", "timestamp", "label")(_check_identifier)
+
+    @field_validator("entity_key")
+    @classmethod
+    def _check_entity_key(cls, value: str | None) -> str | None:
+        return None if value is None else _check_identifier(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSpec:
-        reserved = [self.event_id, self.entity_key, self.timestamp, self.label]
+        reserved = self.reserved_fields
         if len(set(reserved)) != len(reserved):
             raise ValueError("event_id, entity_key, timestamp and label must be four different fields")
+        if self.entity_key is None and self.aggregates:
+            raise ValueError(
+                f"aggregates {[a.name for a in self.aggregates]} need an entity_key: they are computed over an "
+                "entity's history; name the entity field (entity_key) or remove the aggregates"
+            )
         names = [f.name for f in self.features] + [a.name for a in self.aggregates]
         clash = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(reserved)))
         if clash:
@@ -290,9 +311,19 @@ class DatasetSpec(_Strict):
         return [f for f in self.features if isinstance(f, BooleanFeature)]
 
     @property
+    def reserved_fields(self) -> list[str]:
+        """event_id, entity_key (when the spec has one), timestamp and label."""
+        return [self.event_id, *([self.entity_key] if self.entity_key else []), self.timestamp, self.label]
+
+    @property
+    def split_key(self) -> str:
+        """The field the split hashes: the entity key, else the event id (each event its own case)."""
+        return self.entity_key or self.event_id
+
+    @property
     def event_fields(self) -> list[str]:
         """Every field of a raw event, in a stable order."""
-        return [self.event_id, self.entity_key, self.timestamp, self.label, *(f.name for f in self.features)]
+        return [*self.reserved_fields, *(f.name for f in self.features)]
 
     @property
     def model_numeric_inputs(self) -> list[str]:

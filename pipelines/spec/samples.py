@@ -37,11 +37,11 @@ def sample_columns(
     None for categoricals, a float array with NaN for numerics, and `<name>__null` masks for all)."""
     rng = np.random.default_rng(seed)
     numbers = np.arange(start, start + n)
-    cols: dict[str, np.ndarray] = {
-        spec.event_id: np.array([f"{prefix}-{i:09d}" for i in numbers], dtype=object),
-        spec.entity_key: np.array([f"k{k:05d}" for k in rng.integers(0, max(entities or n // 5, 1), n)], dtype=object),
-        spec.timestamp: (start_ms + numbers * step_ms + rng.integers(0, max(step_ms, 1), n)).astype(np.int64),
-    }
+    cols: dict[str, np.ndarray] = {spec.event_id: np.array([f"{prefix}-{i:09d}" for i in numbers], dtype=object)}
+    keys = rng.integers(0, max(entities or n // 5, 1), n)  # drawn without an entity key too: same data per seed
+    if spec.entity_key:
+        cols[spec.entity_key] = np.array([f"k{k:05d}" for k in keys], dtype=object)
+    cols[spec.timestamp] = (start_ms + numbers * step_ms + rng.integers(0, max(step_ms, 1), n)).astype(np.int64)
     score = np.zeros(n)
     for f in spec.numeric_features:
         lo = f.min if f.min is not None else (0.0 if f.max is None else f.max - 1000.0)
@@ -85,7 +85,7 @@ def null_mask(columns: dict[str, np.ndarray], name: str) -> np.ndarray | None:
 def sample_events(spec: DatasetSpec, n: int, **options: Any) -> list[dict[str, Any]]:
     """`sample_columns` as JSON-ready event dicts (Python scalars, None for nulls, the label as a bool)."""
     cols = sample_columns(spec, n, **options)
-    fields = [spec.event_id, spec.entity_key, spec.timestamp, spec.label, *(f.name for f in spec.features)]
+    fields = spec.event_fields
     events = []
     for i in range(n):
         event: dict[str, Any] = {}

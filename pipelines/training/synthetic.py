@@ -26,7 +26,7 @@ def synthetic_table(spec: DatasetSpec, rows: int, seed: int = 0, positive_rate: 
     )
     rng = np.random.default_rng(seed + 1)
     frame: dict[str, object] = {}
-    for name in (spec.event_id, spec.entity_key, spec.timestamp, spec.label):
+    for name in spec.reserved_fields:
         frame[name] = cols[name]
     for f in spec.features:
         series = pd.Series(cols[f.name])

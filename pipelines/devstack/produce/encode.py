@@ -126,10 +126,11 @@ def typed_columns(frame: pd.DataFrame, spec: DatasetSpec) -> dict[str, list[Any]
     """Each spec field of `frame` as a list of JSON-ready values (the frame must have every field)."""
     cols: dict[str, list[Any]] = {
         spec.event_id: [None if _is_missing(v) else str(v) for v in frame[spec.event_id].tolist()],
-        spec.entity_key: [_key(v) for v in frame[spec.entity_key].tolist()],
         spec.timestamp: timestamps_iso(frame[spec.timestamp]),
         spec.label: [_label(v) for v in frame[spec.label].tolist()],
     }
+    if spec.entity_key:
+        cols[spec.entity_key] = [_key(v) for v in frame[spec.entity_key].tolist()]
     for f in spec.features:
         values = frame[f.name]
         if isinstance(f, NumericFeature):
@@ -155,6 +156,7 @@ def frame_to_events(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict[str, An
 
 
 def event_key(event: Mapping[str, Any], spec: DatasetSpec) -> bytes | None:
-    """The Kafka message key: the entity key as UTF-8, so all events of an entity share a partition."""
-    value = event.get(spec.entity_key)
+    """The Kafka message key: the entity key as UTF-8, so all events of an entity share a partition (None
+    without an entity key: the producer spreads the events)."""
+    value = event.get(spec.entity_key) if spec.entity_key else None
     return None if value is None else str(value).encode()

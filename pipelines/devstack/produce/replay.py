@@ -48,7 +48,7 @@ def _read(path: Path, spec: DatasetSpec) -> pd.DataFrame:
             names = set(pq.read_schema(path).names)
             return pd.read_parquet(path, columns=[c for c in spec.event_fields if c in names])
         # Ids, keys and categories stay text: "007" must not become the number 7.
-        text = [spec.event_id, spec.entity_key, *(f.name for f in spec.categorical_features)]
+        text = [*spec.reserved_fields[:-2], *(f.name for f in spec.categorical_features)]
         return pd.read_csv(
             path,
             sep="\t" if path.name.lower().endswith(".tsv") else ",",

@@ -38,7 +38,8 @@ def test_suite_is_generated_from_the_spec() -> None:
     assert "device_age_days" not in not_null and "amount" in not_null
     mean = kinds["expect_column_mean_to_be_between"][0]
     assert (mean["min_value"], mean["max_value"]) == (SPEC.gates.label_rate_min, SPEC.gates.label_rate_max)
-    assert kinds["expect_table_row_count_to_be_between"][0]["min_value"] == SPEC.gates.min_rows
+    # the row-count minimum is the dataset's (a batch may be small): a dataset check, not a GX expectation
+    assert "expect_table_row_count_to_be_between" not in kinds
 
 
 def table(n: int, *, fraud_every: int = 20, leak: bool = False) -> pa.Table:
@@ -73,12 +74,39 @@ def table(n: int, *, fraud_every: int = 20, leak: bool = False) -> pa.Table:
 def test_dataset_checks_catch_leaks_and_quarantine() -> None:
     checks = dataset_checks(table(1200), SPEC, valid_in_batch=1200, quarantined_in_batch=12)
     ok = {c.name: c.success for c in checks}
-    assert ok == {"quarantine_fraction": True, "no_entity_in_two_splits": True, "split_is_deterministic_hash": True}
+    assert ok == {
+        "row_count": True,
+        "dataset_label_rate": True,
+        "quarantine_fraction": True,
+        "no_entity_in_two_splits": True,
+        "split_is_deterministic_hash": True,
+    }
     bad = {
         c.name: c.success
         for c in dataset_checks(table(1200, leak=True), SPEC, valid_in_batch=100, quarantined_in_batch=50)
     }
-    assert bad == {"quarantine_fraction": False, "no_entity_in_two_splits": False, "split_is_deterministic_hash": False}
+    assert bad == {
+        "row_count": True,
+        "dataset_label_rate": True,
+        "quarantine_fraction": False,
+        "no_entity_in_two_splits": False,
+        "split_is_deterministic_hash": False,
+    }
+
+
+def test_dataset_checks_count_the_earlier_batches_from_their_summaries() -> None:
+    """A small batch passes the row minimum on top of the earlier batches' rows; the dataset's label rate
+    counts the earlier batches' labels, so a batch cannot hide a dataset drifting out of bounds."""
+    small = table(100)  # 5 positive labels
+
+    def checks(**before: int) -> dict[str, object]:
+        found = dataset_checks(small, SPEC, valid_in_batch=100, quarantined_in_batch=0, **before)
+        return {c.name: (c.success, c.observed) for c in found}
+
+    assert checks()["row_count"] == (False, 100)
+    assert checks(rows_before=950, labels_before=40)["row_count"] == (True, 1050)
+    assert checks(rows_before=950, labels_before=40)["dataset_label_rate"] == (True, round(45 / 1050, 6))
+    assert checks(rows_before=900, labels_before=400)["dataset_label_rate"][0] is False  # 405 / 1000 > 0.3
 
 
 def test_gx_validation_passes_and_fails_with_reasons(tmp_path: Path) -> None:
@@ -94,7 +122,7 @@ def test_gx_validation_passes_and_fails_with_reasons(tmp_path: Path) -> None:
     assert not bad.success
     assert any("expect_column_mean_to_be_between[is_fraud]" in f for f in bad.failures)
     small = validate(table(10), "small")
-    assert any("expect_table_row_count_to_be_between" in f for f in small.failures)
+    assert any(f.startswith("row_count: observed 10") for f in small.failures)
 
 
 def test_stored_gx_suite_is_replaced_when_the_spec_changes(tmp_path: Path) -> None:
@@ -106,7 +134,7 @@ def test_stored_gx_suite_is_replaced_when_the_spec_changes(tmp_path: Path) -> No
     second = validate_model_table(
         t, stricter, valid_in_batch=1200, quarantined_in_batch=0, gx_dir=tmp_path, run_name="b"
     )
-    assert any("expect_table_row_count_to_be_between" in f for f in second.failures)
+    assert any(f.startswith("row_count:") for f in second.failures)
     # out-of-range values in a (nullable) integer column are still found value by value
     device = pa.array([5000] + [None] * 1199, pa.int64())
     bad = t.set_column(t.schema.get_field_index("device_age_days"), "device_age_days", device)
