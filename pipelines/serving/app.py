@@ -314,7 +314,7 @@ def create_app(service: ServingService) -> FastAPI:
         try:
             result = await run_in_threadpool(service.rollout_control, body["action"], body)
             await run_in_threadpool(follower.refresh)
-        except FlywheelError as exc:
+        except (FlywheelError, ValueError) as exc:  # no rollout to act on; steps the spec's rules refuse
             return _json({"detail": str(exc)}, 409)
         return _json({**result, "models": models_body()})
 
