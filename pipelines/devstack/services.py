@@ -298,13 +298,14 @@ DAGSTER = Service(
 
 
 def _serving_env(ctx: Context) -> dict[str, str]:
-    """What serving needs, known before the other services are ready (it starts beside them); the online store
-    URL, which carries a password, is read from stack.env when serving first needs it."""
+    """What serving needs, known before the other services are ready (it starts beside them)."""
     env = {"FLYWHEEL_STATE_DIR": str(ctx.state_dir)}
     if "mlflow" in ctx.ports:
         env["MLFLOW_TRACKING_URI"] = f"http://{ctx.host}:{ctx.port('mlflow')}"
     if "kafka" in ctx.ports:
         env["KAFKA_BOOTSTRAP_SERVERS"] = f"{ctx.host}:{ctx.port('kafka')}"
+    if "online_store" in ctx.ports:
+        env["FLYWHEEL_ONLINE_STORE_URL"] = _online_store_url(ctx)
     return env
 
 
