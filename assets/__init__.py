@@ -5,4 +5,5 @@ ASSET_MODULES = [
     "assets.training",
     "assets.optimize",
     "assets.evaluate",
+    "assets.monitoring",
 ]

@@ -49,4 +49,12 @@ ingest_hourly = ScheduleDefinition(
     default_status=DefaultScheduleStatus.STOPPED,
     description="Ingest what arrived in the last hour (a run that finds nothing new commits nothing).",
 )
-SCHEDULES: list = [ingest_hourly]
+retrain_weekly = ScheduleDefinition(
+    name="retrain_weekly",
+    job=pipeline_job,
+    cron_schedule="0 3 * * 1",
+    default_status=DefaultScheduleStatus.STOPPED,
+    tags={"flywheel/trigger": "schedule"},
+    description="Ingest and retrain every Monday at 03:00 whatever the drift sensor says (the gate still decides).",
+)
+SCHEDULES: list = [ingest_hourly, retrain_weekly]
