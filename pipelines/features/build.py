@@ -24,12 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +47,6 @@ from pipelines.layout import (
     raw_schema,
 )
 from pipelines.spec.model import DatasetSpec
-from pipelines.spec.samples import null_mask, sample_columns
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +127,9 @@ def aggregate_values(
     return out
 
 
-def typed_events(raw: Any, spec: DatasetSpec) -> Any:
-    """Step 1: the narrow columns cast to the spec's types, rows without id/key/timestamp/label dropped."""
+def typed_events(raw: Any, spec: DatasetSpec, keep: Sequence[str] = ()) -> Any:
+    """Step 1: the narrow columns cast to the spec's types, rows without id/key/timestamp/label dropped
+    (`keep`: more columns carried as they are)."""
     from pyspark.sql import functions as F
 
     ts, eid = spec.timestamp, spec.event_id
@@ -149,7 +145,7 @@ def typed_events(raw: Any, spec: DatasetSpec) -> Any:
         ),
     ]
     order_cols = [c for c in (PARTITION_COLUMN, OFFSET_COLUMN) if c in raw.columns]
-    df = raw.select(*typed, *(F.col(c) for c in order_cols))
+    df = raw.select(*typed, *(F.col(c) for c in [*order_cols, *keep]))
     present = F.col(eid).isNotNull() & F.col(ts).isNotNull()
     if spec.entity_key:
         present = present & F.col(spec.entity_key).isNotNull()
@@ -223,11 +219,12 @@ def read_raw(files: Sequence[Path], spec: DatasetSpec) -> pa.Table:
 
 def _spark_input(spark: Any, spec: DatasetSpec, raw: pa.Table, files: Sequence[Path] | None) -> Any:
     """The narrow DataFrame Spark reads: from the files themselves when its executors share this disk
-    (a local session), else shipped from `raw` as Arrow (Spark Connect, a cluster)."""
-    from pipelines.spark import is_remote
+    (an in-process local session, the stack's Connect server on this machine), else shipped from `raw` as
+    Arrow (a remote Connect server, a cluster)."""
+    from pipelines.spark import shares_disk
 
     wanted = [*spark_columns(spec), *(c for c in (PARTITION_COLUMN, OFFSET_COLUMN) if c in raw.column_names)]
-    local = not is_remote(spark) and spark.sparkContext.master.startswith("local")
+    local = shares_disk(spark)
     names = [Path(f).name for f in files or []]
     metas = [pq.ParquetFile(f).metadata for f in files or []] if local and len(set(names)) == len(names) else []
     if metas and all(set(wanted) <= set(m.schema.names) for m in metas):
@@ -274,6 +271,15 @@ def model_table(
         past = spark.createDataFrame(narrow.combine_chunks().cast(_nullable(narrow.schema)))
     result = history_features(_spark_input(spark, spec, raw, files), spec, past).toArrow()
     t1 = time.monotonic()
+    table = assemble(raw, result, spec)
+    if timings is not None:
+        timings.update(spark_query=round(t1 - t0, 3), assemble=round(time.monotonic() - t1, 3))
+    return table
+
+
+def assemble(raw: pa.Table, result: pa.Table, spec: DatasetSpec) -> pa.Table:
+    """The model table from Spark's (ROW_COLUMN, aggregates..., SPLIT_CODE_COLUMN) and the raw rows they
+    number: event columns taken from `raw`, sorted by timestamp, event id, entity key."""
     rows = result.column(ROW_COLUMN)
     sort_keys = [spec.timestamp, spec.event_id, *([spec.entity_key] if spec.entity_key else [])]
     keys = pa.table({c: pc.take(raw.column(c), rows) for c in sort_keys})
@@ -282,133 +288,7 @@ def model_table(
     aggs = result.select([a.name for a in spec.aggregates]).take(order)
     split = pc.take(pa.array(SPLITS), pc.take(result.column(SPLIT_CODE_COLUMN), order))
     columns = [*events.columns, *aggs.columns, split]
-    table = pa.Table.from_arrays(columns, names=feature_table_columns(spec)).cast(schema)
-    if timings is not None:
-        timings.update(spark_query=round(t1 - t0, 3), assemble=round(time.monotonic() - t1, 3))
-    return table
-
-
-WARM_UP_GROUP = "flywheel-warm-up"  # prefix of each warm-up's own Spark job group
-_WARMING_LOCK = threading.Lock()
-_warming: dict[str, Any] = {}  # job group -> session, for the warm-ups running now
-
-
-def warm_up(spark: Any, spec: DatasetSpec, rows: int = 20_000, keep_going: threading.Event | None = None) -> bool:
-    """Run the model-table query once on generated rows, so the run's real query finds Spark's generated
-    code compiled and the JVM's hot paths JIT-ed: a fresh JVM's first query costs seconds whatever its
-    size. The ingestion does this while it reads Kafka (`keep_going` set). Failures are only logged;
-    returns True if it ran to the end."""
-    try:
-        with tempfile.TemporaryDirectory(prefix="flywheel-warmup-") as tmp:
-            path = Path(tmp) / "warmup.parquet"
-            pq.write_table(_generated_raw(spec, rows), path)
-            if keep_going is not None and not keep_going.is_set():
-                return False
-            model_table(spark, spec, read_raw([path], spec), [path])
-        return True
-    except Exception as exc:  # a warm-up is an optimization; the real query reports real errors
-        log.info("Spark warm-up stopped before its end (the model table is built all the same): %.200s", exc)
-        return False
-
-
-def start_warm_session(make: Callable[[], Any], spec: DatasetSpec, while_reading: threading.Event) -> Future:
-    """Start this process's session in the background (`make()`) and, if Kafka is still being read when it
-    is up (`while_reading` set), run the warm-up on it until `stop_warm_up` says the read ended;
-    `pipelines.spark.take_started()` hands the session over. Spark Connect sessions are not
-    warmed: their server's JVM is long-lived."""
-    from pipelines.spark import is_remote, start_in_background
-
-    def warm(session: Any) -> None:
-        if is_remote(session):
-            return
-        group = f"{WARM_UP_GROUP}-{uuid.uuid4().hex[:12]}"
-        context = session.sparkContext
-        with _WARMING_LOCK:
-            if not while_reading.is_set():
-                return
-            _warming[group] = session
-        context.setJobGroup(group, "warm-up while Kafka is read (cancelled when the read ends)", True)
-        t0 = time.monotonic()
-        try:
-            if warm_up(session, spec, keep_going=while_reading):
-                log.info("Spark warmed up in %.1fs while Kafka was read", time.monotonic() - t0)
-        finally:
-            with _WARMING_LOCK:
-                del _warming[group]
-            context.setLocalProperty("spark.jobGroup.id", None)
-
-    return start_in_background(make, warm)
-
-
-def stop_warm_up(while_reading: threading.Event) -> None:
-    """The read ended: clear `while_reading` and cancel a running warm-up's Spark jobs, so the real query
-    does not queue behind it (what it compiled so far is kept). Jobs it submits later are cancelled too:
-    a background thread keeps cancelling its job group until the warm-up returns."""
-    with _WARMING_LOCK:
-        while_reading.clear()
-        running = list(_warming.items())
-    for group, session in running:
-        threading.Thread(
-            target=_cancel_until_done, args=(group, session), name="flywheel-warm-up-cancel", daemon=True
-        ).start()
-
-
-class SparkDuringRead:
-    """Starts this process's Spark session at the first event a read reports, so the JVM comes up (and warms
-    up) while Kafka is read; ends the warm-up when the read ends. Use it around the read and pass it as the
-    read's progress callback:
-
-        with SparkDuringRead(make_session, spec) as during:
-            raw = ingest_raw(..., progress=during)
-        session = take_started() or make_session()
-    """
-
-    def __init__(self, make: Callable[[], Any], spec: DatasetSpec, enabled: bool = True) -> None:
-        self.make, self.spec, self.enabled = make, spec, enabled
-        self.reading = threading.Event()
-        self.started_at: float | None = None  # time.monotonic() of the start, None if not started
-
-    def __call__(self, events: int) -> None:
-        if self.enabled and self.started_at is None and events > 0:
-            self.started_at = time.monotonic()
-            start_warm_session(self.make, self.spec, self.reading)
-
-    def __enter__(self) -> SparkDuringRead:
-        self.reading.set()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        stop_warm_up(self.reading)  # the real query must not queue behind the warm-up
-        if exc_type is not None and self.started_at is not None:
-            from pipelines.spark import cancel_started
-
-            cancel_started()  # the read failed: nobody will take the session
-
-
-def _cancel_until_done(group: str, session: Any, every_s: float = 0.05) -> None:
-    while True:
-        with _WARMING_LOCK:
-            if group not in _warming:
-                return
-        try:
-            session.sparkContext.cancelJobGroup(group)
-        except Exception as exc:  # the session may be stopping; the warm-up ends on its own then
-            log.info("could not cancel the Spark warm-up: %s", exc)
-            return
-        time.sleep(every_s)
-
-
-def _generated_raw(spec: DatasetSpec, n: int) -> pa.Table:
-    """n raw rows of the spec's types (pipelines.spec.samples), for the warm-up."""
-    cols = sample_columns(spec, n, seed=0, prefix="warmup", entities=max(1, n // 20), step_ms=60_000)
-    columns: dict[str, pa.Array] = {}
-    for field in raw_schema(spec):
-        if field.name in (PARTITION_COLUMN, OFFSET_COLUMN):
-            continue
-        columns[field.name] = pa.array(cols[field.name], mask=null_mask(cols, field.name))
-    columns[PARTITION_COLUMN] = pa.array(np.zeros(n, dtype=np.int32))
-    columns[OFFSET_COLUMN] = pa.array(np.arange(n, dtype=np.int64))
-    return pa.table(columns).cast(raw_schema(spec))
+    return pa.Table.from_arrays(columns, names=feature_table_columns(spec)).cast(model_table_schema(spec))
 
 
 def vocabularies(table: pa.Table, spec: DatasetSpec) -> dict[str, list[str]]:
