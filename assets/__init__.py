@@ -5,5 +5,6 @@ ASSET_MODULES = [
     "assets.training",
     "assets.optimize",
     "assets.evaluate",
+    "assets.deployment",
     "assets.monitoring",
 ]

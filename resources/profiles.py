@@ -21,6 +21,7 @@ from resources.kafka import KafkaResource
 from resources.lakefs import LakeFSResource
 from resources.mlflow import MLflowResource
 from resources.records_io import RecordIOManager
+from resources.serving import ServingResource
 from resources.spark import SparkResource
 from resources.training import K8sTrainingLauncher, LocalTrainingLauncher
 
@@ -47,6 +48,13 @@ def _lakefs() -> LakeFSResource:
     )
 
 
+def _serving() -> ServingResource:
+    """Serving's URL (stack.env locally, the Service in Kubernetes) and its admin token (a Secret there)."""
+    return ServingResource(
+        url=optional("FLYWHEEL_SERVING_URL", ""), admin_token=optional("FLYWHEEL_SERVING_ADMIN_TOKEN", "")
+    )
+
+
 def local() -> dict[str, Any]:
     """The embedded stack of `flywheel up`: every endpoint on 127.0.0.1, training as local torchrun."""
     load_stack_env()
@@ -57,6 +65,7 @@ def local() -> dict[str, Any]:
         "spark": SparkResource(remote=optional("SPARK_REMOTE", ""), master=optional("SPARK_MASTER", "local[*]")),
         "trainer": LocalTrainingLauncher(nproc_per_node=optional("FLYWHEEL_TRAINING_NPROC", 1, int, minimum=1)),
         "io_manager": RecordIOManager(base_dir=optional("FLYWHEEL_RECORDS_DIR", "")),
+        "serving": _serving(),
     }
 
 
@@ -75,6 +84,7 @@ def k8s() -> dict[str, Any]:
             gpus_per_node=optional("FLYWHEEL_TRAINING_GPUS", 1, int, minimum=0),
         ),
         "io_manager": RecordIOManager(base_dir=EnvVar("FLYWHEEL_RECORDS_DIR")),
+        "serving": _serving(),
     }
 
 

@@ -215,10 +215,14 @@ class Deployment(Record):
 
     model_name: str
     version: str
-    strategy: str  # canary | blue_green | ab | shadow
-    state: str  # started | promoted | rolled_back
+    strategy: str  # canary | blue-green | ab | shadow
+    state: str  # started | planned (no serving answered) | promoted | rolled_back
     traffic: dict[str, float] = field(default_factory=dict)  # {version: share}
     previous_version: str | None = None
+    steps: list[float] = field(default_factory=list)  # the challenger's share (%) per step
+    serving_url: str | None = None  # the serving process that answered, None when none did
+    message: str = ""  # what happened, or how to start serving
+    started_at: float = 0.0  # epoch seconds
 
 
 @dataclass

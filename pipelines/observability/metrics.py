@@ -98,6 +98,13 @@ PIPELINE = [
     ),
     MetricDef("flywheel_gate_decisions", "counter", "Evaluation gate decisions", ("model", "decision")),
     MetricDef(
+        "flywheel_features_updater_events",
+        "counter",
+        "Events the feature updater read, by outcome (applied, duplicate, too_old, rejected)",
+        ("spec", "outcome"),
+    ),
+    MetricDef("flywheel_features_updater_lag_events", "gauge", "Events not yet applied to the online store", ("spec",)),
+    MetricDef(
         "flywheel_exporter_source_up",
         "gauge",
         "1 when the pipeline exporter read this source (records, mlflow, kafka, drift) in time on the last scrape",
