@@ -20,6 +20,7 @@ COMMANDS = [
     "pipelines.cli.exporter_cmd",
     "pipelines.cli.lineage_cmd",
     "pipelines.cli.serve_cmd",
+    "pipelines.cli.features_cmd",
 ]
 
 

@@ -104,7 +104,7 @@ class Stack:
         check_java_version: bool = True,
         topics: list[tuple[str, int]] | None = None,
     ) -> list[StackStatus]:
-        names = services or [n for n, s in SERVICES.items() if not s.optional or with_dagster]
+        names = services or [n for n, s in SERVICES.items() if (not s.optional or with_dagster) and s.wanted()]
         unknown = sorted(set(names) - set(SERVICES))
         if unknown:
             raise StackError(f"unknown services {unknown}; choose from {sorted(SERVICES)}")

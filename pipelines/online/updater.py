@@ -49,6 +49,7 @@ def consumer_settings(spec: DatasetSpec) -> dict[str, Any]:
         "auto_offset_reset": "none",
         "request_timeout_ms": 30_000,
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "allow_auto_create_topics": False,  # `flywheel up` / the producer create it with the spec's partitions
     }
 
 
@@ -107,7 +108,12 @@ class Updater:
 
         state = self.store.state()
         self.consumer = self.consumer_factory()
-        partitions = topic_partitions(self.consumer, self.topic, topic_timeout_s)
+        try:
+            partitions = topic_partitions(self.consumer, self.topic, topic_timeout_s)
+        except BaseException:
+            self.consumer.close()
+            self.consumer = None
+            raise
         topic_id = current_topic_id(self.consumer, self.topic)
         offsets, reset = reconcile(self.topic, StoredOffsets(state.offsets, state.topic_id), topic_id)
         if reset is not None:
@@ -249,8 +255,24 @@ class Updater:
         self.stats.seconds += time.monotonic() - t0
         return self.stats
 
-    def run(self, stop: threading.Event, heartbeat_s: float = 2.0, retry_s: float = 2.0) -> UpdaterStats:
-        """Apply until `stop` is set; survives a store or broker outage by waiting and re-syncing."""
+    def lag(self) -> int | None:
+        """Events in the topic not applied yet, from the last fetches' high watermarks (None: not known)."""
+        total = 0
+        for tp in self._tps.values():
+            hw = self.consumer.highwater(tp)
+            if hw is None:
+                return None
+            total += max(hw - self.consumer.position(tp), 0)
+        return total
+
+    def run(
+        self,
+        stop: threading.Event,
+        heartbeat_s: float = 2.0,
+        retry_s: float = 2.0,
+        on_beat: Callable[[Updater], None] | None = None,
+    ) -> UpdaterStats:
+        """Apply until `stop` is set; survives a store outage by waiting and re-syncing to its offsets."""
         last_beat = 0.0
         t0 = time.monotonic()
         while not stop.is_set():
@@ -258,7 +280,9 @@ class Updater:
                 self.poll_once()
                 now = time.monotonic()
                 if now - last_beat >= heartbeat_s:
-                    self.store.heartbeat(updater_events=self.stats.events, updater_caught_up=int(self.caught_up()))
+                    self.store.heartbeat(updater_events=self.stats.events, updater_lag=self.lag() or 0)
+                    if on_beat is not None:
+                        on_beat(self)
                     last_beat = now
             except OnlineStoreUnavailable as exc:
                 log.warning("feature updater paused: %s; retrying in %gs", exc, retry_s)

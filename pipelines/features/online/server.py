@@ -108,9 +108,9 @@ def running(
     address = url(host, port, directory)
     try:
         deadline = time.monotonic() + startup_timeout_s
-        while not _answers(address) and proc.poll() is None and time.monotonic() < deadline:
+        while not answers(address) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not _answers(address):
+        if not answers(address):
             raise StackError(
                 f"redis-server did not start on {host}:{port}; its log {log_path}:\n{log_path.read_text()[-2000:]}"
             )
@@ -125,7 +125,8 @@ def running(
                 proc.wait(timeout=10)
 
 
-def _answers(address: str) -> bool:
+def answers(address: str) -> bool:
+    """True when the server at `address` answers PING (with the URL's password), within a second."""
     import redis
 
     try:
