@@ -10,7 +10,8 @@ The decision (state it in reports, it is what the sensor acts on):
    (Benjamini-Hochberg by default, or Bonferroni) and compared with `drift.alpha`: testing 20 columns at 1%
    each would otherwise raise a false alarm in ~18% of windows where nothing moved.
 3. A column drifts only when its adjusted p-value is at most alpha AND an effect size crosses its threshold
-   (PSI >= psi_threshold, Jensen-Shannon distance >= js_threshold, or, for numerics, KS D >= ks_threshold):
+   (PSI >= psi_threshold, Jensen-Shannon distance >= js_threshold, for numerics KS D >= ks_threshold, for
+   categoricals a share of values outside the spec's list >= unseen_threshold, which the model cannot embed):
    in a window of 100k events a shift nobody cares about is significant; the effect size says it matters.
    The label rate drifts when significant and it moved by `label_rate_ratio` either way.
 4. The dataset drifts when at least `drift.min_drifted_columns` columns drift (the score counts as a column),
@@ -176,6 +177,8 @@ def _effects(col: ColumnDrift, cfg: DriftSpec) -> tuple[float, list[str]]:
     ratios = {"psi": col.psi / cfg.psi_threshold, "js": col.js / cfg.js_threshold}
     if col.ks is not None:
         ratios["ks"] = col.ks / cfg.ks_threshold
+    if col.test == "chi2" and col.n_cur:
+        ratios["unseen"] = col.unseen / col.n_cur / cfg.unseen_threshold
     return max(ratios.values()), [name for name, r in ratios.items() if r >= 1.0]
 
 

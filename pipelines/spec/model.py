@@ -217,13 +217,14 @@ class DriftSpec(_Strict):
 
     A column drifts when its test (KS for numerics, chi-squared for categoricals and booleans) stays
     significant after the multiple-testing `correction` at level `alpha` over every column judged, AND one
-    effect size crosses its threshold (PSI, Jensen-Shannon distance, KS statistic): with big windows every
+    effect size crosses its threshold (PSI, Jensen-Shannon distance, KS statistic, unseen share): with big windows every
     tiny shift is significant, and with small ones a large PSI can be noise; both are needed.
     """
 
     psi_threshold: float = Field(default=0.2, gt=0, description="population stability index of a drifted column")
     js_threshold: float = Field(default=0.2, gt=0, le=1, description="Jensen-Shannon distance (base 2)")
     ks_threshold: float = Field(default=0.15, gt=0, le=1, description="Kolmogorov-Smirnov statistic (numerics)")
+    unseen_threshold: float = Field(default=0.01, gt=0, le=1, description="share of values outside the spec's list")
     alpha: float = Field(default=0.01, gt=0, lt=1, description="significance level after the correction")
     correction: Literal["benjamini-hochberg", "bonferroni"] = "benjamini-hochberg"
     min_samples: int = Field(default=1000, ge=1, description="no alarm on a window (or column) with fewer values")

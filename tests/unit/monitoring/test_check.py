@@ -123,14 +123,13 @@ def test_profile_survives_its_cache_format(reference) -> None:
     assert [c.to_dict() for c in a.columns] == [c.to_dict() for c in b.columns]
 
 
-# ---- a second, differently shaped spec: other names and types, no aggregates -----------------------------------
+# ---- a second, differently shaped spec: other names and types, no aggregates, no entity key -------------------
 
 SENSORS = DatasetSpec.model_validate(
     {
         "name": "pump_readings",
         "topic": {"name": "pump-readings", "partitions": 2},
         "event_id": "reading_id",
-        "entity_key": "pump",
         "timestamp": "measured_at",
         "label": "failed_within_7d",
         "features": [
@@ -154,7 +153,7 @@ def pump_window(seed: int, shift: dict | None = None):
 
 
 def test_a_second_spec_uses_its_own_types_and_names() -> None:
-    assert not SENSORS.aggregates
+    assert not SENSORS.aggregates and SENSORS.entity_key is None
     ref_window = pump_window(seed=1)
     reference = build_profile(ref_window.table, SENSORS, bins=10, ks_max_samples=100_000)
     assert set(reference.numeric) == {"pressure_bar", "vibration_mm_s", "rpm"}
@@ -179,3 +178,13 @@ def test_spec_settings_drive_the_decision() -> None:
     # PSI alone no longer crosses; JS and KS still do: the column drifts, named by what crossed.
     result = check_drift(reference, hot.table, loose)
     assert result.columns[0].name == "pressure_bar" and "psi" not in result.columns[0].crossed
+
+
+def test_a_few_percent_of_unseen_categories_is_drift_by_itself(reference) -> None:
+    """2% of values outside the spec's list: PSI and JS stay below their thresholds, the unseen share does not."""
+    frame = generate_events(WINDOW, "baseline", seed=8)
+    frame.loc[frame.index[: WINDOW // 50], "merchant_category"] = "crypto"
+    result = check_drift(reference, table(frame), SPEC)
+    column = next(c for c in result.columns if c.name == "merchant_category")
+    assert column.psi < SPEC.drift.psi_threshold and column.js < SPEC.drift.js_threshold
+    assert column.crossed == ["unseen"] and result.drifted_columns == ["merchant_category"]
