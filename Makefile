@@ -36,7 +36,7 @@ format: install
 
 # Side-by-side measurements; each writes benchmarks/results/<name>.json and .md (takes several minutes).
 bench: install
-	for b in produce lakefs ingest training optimize; do $(BIN)/python -m benchmarks.$${b}_bench || exit 1; done
+	for b in produce lakefs ingest training optimize serving; do $(BIN)/python -m benchmarks.$${b}_bench || exit 1; done
 
 demo: install
 	$(BIN)/python -m pipelines.devstack.demo

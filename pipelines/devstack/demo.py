@@ -117,6 +117,12 @@ def run(count: int, jobs: list[str], keep: bool) -> dict:
             _say(f"Running {job} (dagster job execute -m definitions -j {job})")
             summary["jobs"][job] = round(_dagster_job(job, env, root), 1)
 
+        if any(job in ("retrain_job", "pipeline_job") for job in jobs):
+            from pipelines.devstack.demo_serving import show_serving
+
+            _say("The model answering requests (flywheel serve follows the MLflow aliases and the rollout)")
+            summary["serving"] = show_serving(env, spec)
+
         _say("Summary")
         print(json.dumps(summary, indent=2))
         print("\nWhere to look:")
@@ -126,6 +132,8 @@ def run(count: int, jobs: list[str], keep: bool) -> dict:
             f"{env.get('LAKEFS_REPOSITORY', 'flywheel')}); try `flywheel dataset show`"
         )
         print("  Dagster UI: `make dev` starts the stack with `dagster dev` on http://127.0.0.1:3000")
+        if env.get("FLYWHEEL_SERVING_URL"):
+            print(f"  Serving:    {env['FLYWHEEL_SERVING_URL']}/v1/models and /metrics (POST /v1/predict)")
         return summary
     finally:
         if started_here and not keep:

@@ -3,7 +3,7 @@ weights, wrapped as serving's LoadedModel (no MLflow), and an in-test registry s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ def make_model(version: str, seed: int = 0, constant: float | None = None) -> Lo
 class InTestRegistry:
     """An in-test RegistrySource: the view is set by the test."""
 
-    view: RegistryView = RegistryView(None, None, None)
+    view: RegistryView = field(default_factory=lambda: RegistryView(None, None, None))
 
     def read(self) -> RegistryView:
         return self.view

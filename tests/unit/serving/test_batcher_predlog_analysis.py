@@ -1,0 +1,83 @@
+"""Micro-batching joins concurrent requests within its bounds; the prediction log never blocks and counts what it
+drops; the analysis reads serving's Prometheus text into per-arm windows."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from pipelines.observability.metrics import SERVING, create
+from pipelines.serving.analysis import parse_metrics, window
+from pipelines.serving.batcher import MicroBatcher
+from pipelines.serving.predlog import KAFKA_UNAVAILABLE, QUEUE_FULL, PredictionLog
+
+
+def test_concurrent_requests_share_a_model_call_within_the_bounds() -> None:
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def process(items: list[int]) -> list[int]:
+        gate.wait(1)  # the first call holds the worker while the others queue up
+        calls.append(len(items))
+        return [i * 10 for i in items]
+
+    async def main() -> list[list[int]]:
+        batcher = MicroBatcher(process, max_batch=8, max_wait_s=0.01)
+        first = asyncio.create_task(batcher.submit([0]))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(batcher.submit([i, i + 100])) for i in range(1, 10)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        out = [await first] + [await t for t in rest]
+        await batcher.stop()
+        return out
+
+    results = asyncio.run(main())
+    assert results[0] == [0] and results[1] == [10, 1010] and results[9] == [90, 1090]  # in order, per request
+    assert calls[0] == 1 and max(calls) <= 8 and sum(calls) == 19 and len(calls) < 10  # batched, bounded
+
+
+def test_a_failing_batch_fails_each_of_its_requests() -> None:
+    def process(items: list[int]) -> list[int]:
+        raise RuntimeError("store down")
+
+    async def main() -> list[BaseException | list[int]]:
+        batcher = MicroBatcher(process, max_batch=4, max_wait_s=0.001)
+        out = await asyncio.gather(batcher.submit([1]), batcher.submit([2]), return_exceptions=True)
+        await batcher.stop()
+        return out
+
+    assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
+
+
+def test_the_prediction_log_drops_and_counts_instead_of_blocking() -> None:
+    registry = CollectorRegistry()
+    dropped = create(["flywheel_serving_prediction_log_dropped"], registry)["flywheel_serving_prediction_log_dropped"]
+    log = PredictionLog(None, "predictions", dropped, maxsize=3)
+    log.offer([{"entity": "c1", "score": 0.5} for _ in range(5)])  # not started: the queue fills
+    assert log.drops == {QUEUE_FULL: 2} and log.pending == 3
+    log.start()  # no Kafka configured: what is queued is dropped and counted, never sent
+    log.close()
+    assert log.drops == {QUEUE_FULL: 2, KAFKA_UNAVAILABLE: 3}
+    assert 'reason="kafka_unavailable"} 3.0' in generate_latest(registry).decode()
+
+
+def test_serving_metrics_become_per_arm_windows() -> None:
+    registry = CollectorRegistry()
+    m = create([d.name for d in SERVING], registry)
+    m["flywheel_serving_requests"].labels("1", "champion", "200").inc(90)
+    m["flywheel_serving_requests"].labels("1", "champion", "503").inc(10)
+    m["flywheel_serving_requests"].labels("2", "challenger", "200").inc(5)
+    for _ in range(100):
+        m["flywheel_serving_model_latency_seconds"].labels("1", "champion").observe(0.003)
+        m["flywheel_serving_prediction_score"].labels("1").observe(0.12)
+    before = parse_metrics(generate_latest(registry).decode())
+    m["flywheel_serving_requests"].labels("1", "champion", "200").inc(50)
+    after = parse_metrics(generate_latest(registry).decode())
+    whole = window(None, after, "1|champion")
+    assert whole.requests == 150 and whole.errors == 10 and whole.p99_s() == 0.005
+    assert whole.scores[0.15] == 100 and whole.scores[0.1] == 0
+    assert window(before, after, "1|champion").requests == 50 and window(before, after, "1|champion").errors == 0
+    assert window(before, after, "2|challenger").requests == 0
