@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.flywheel-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit lint format demo dev up down status clean bench
+.PHONY: install test test-unit lint format demo dev up down status clean bench checkov
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -19,11 +19,24 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-test: install
+# checkov (the deploy kit's IaC scan, tests/unit/deploy/test_checkov.py) in a virtualenv of its own: its pinned
+# requirements would downgrade packages of $(VENV). Installed once; the stamp makes later runs a no-op.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.checkov-$(CHECKOV_VERSION)
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q "checkov==$(CHECKOV_VERSION)"
+	touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP)
+
+test: install checkov
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 # No server, under a minute: the unit tests not marked slow (`make test` runs those too).
-test-unit: install
+test-unit: install checkov
 	$(BIN)/python -m pytest -q -ra tests/unit -m "not slow" $(PYTEST_ARGS)
 
 lint: install
