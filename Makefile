@@ -56,7 +56,6 @@ demo: install
 	$(BIN)/python -m pipelines.devstack.demo
 
 dev: install
-	$(BIN)/python -m pipelines.devstack.spark_archive
 	$(BIN)/flywheel up --with-dagster
 	@echo "Dagster UI and the stack are running; 'make down' stops them."
 

@@ -37,7 +37,7 @@ from resources.lakefs import LakeFSResource
 from resources.spark import SparkResource
 
 GROUP = "ingestion"
-# Safe to retry every stage: raw recreates its branch from main's offsets, features rebuild the table,
+# Safe to retry every stage: raw recreates its branch from main's offsets, features rewrite the run's batch,
 # and publish recognizes a merge this run already made (so a retry never merges twice).
 RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 
@@ -75,23 +75,17 @@ def raw_events(
     config: IngestConfig,
     kafka: KafkaResource,
     lakefs: LakeFSResource,
-    spark: SparkResource,
 ):
     spec = load_spec(config.spec or None)  # the later stages use the exact spec recorded in RawBatch
     settings = stages.IngestSettings(
         max_events=config.max_events, max_seconds=config.max_seconds, workers=config.workers
     )
-    during = spark.during_read(context, spec)
 
     def on_progress(n: int) -> None:
-        during(n)
         if n % 100_000 < 20_000:
             context.log.debug(f"read {n} events")
 
-    with during:
-        raw = stages.ingest_raw(
-            lakefs.lake, kafka.reader_factory(), spec, context.run_id, settings, progress=on_progress
-        )
+    raw = stages.ingest_raw(lakefs.lake, kafka.reader_factory(), spec, context.run_id, settings, progress=on_progress)
     counts = {
         "events": MetadataValue.int(raw.events),
         "valid": MetadataValue.int(raw.valid),
@@ -144,8 +138,9 @@ def raw_events(
     group_name=GROUP,
     retry_policy=RETRY,
     kinds={"spark", "lakefs", "parquet"},
-    description="The model table (features/<spec>/) rebuilt with Spark from all raw events on the run branch: "
-    "typed, deduplicated by event id, per-entity history aggregates, deterministic split, vocabularies.",
+    description="The run's batch of the model table (features/<spec>/batch-<n>/) built with Spark from the run's "
+    "new events only: typed, deduplicated by event id (against earlier batches too), per-entity history "
+    "aggregates over the slice of earlier batches they reach, deterministic split; earlier files never rewritten.",
 )
 def features(context: AssetExecutionContext, raw_events: RawBatch, spark: SparkResource, lakefs: LakeFSResource):
     feats = feature_stage.build_features(lakefs.lake, spark.session(), raw_events.dataset_spec(), raw_events)
@@ -163,6 +158,10 @@ def features(context: AssetExecutionContext, raw_events: RawBatch, spark: SparkR
             "rows": MetadataValue.int(feats.rows),
             "raw_rows": MetadataValue.int(feats.raw_rows),
             "duplicates_dropped": MetadataValue.int(feats.duplicates_dropped),
+            "duplicates_across_batches": MetadataValue.int(feats.duplicates_across_batches),
+            "batch": MetadataValue.int(feats.batch),
+            "table_rows": MetadataValue.int(feats.table_rows),
+            "history_rows": MetadataValue.int(feats.history_rows),
             "entities": MetadataValue.int(feats.entities),
             "splits": MetadataValue.json(feats.splits),
             "vocabularies": MetadataValue.json(feats.vocabularies),

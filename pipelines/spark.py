@@ -1,26 +1,33 @@
-"""Creating a Spark session: local (`local[*]`), a cluster master (`SPARK_MASTER`) or Spark Connect.
+"""Reaching Spark: a Spark Connect server (`SPARK_REMOTE`, what `flywheel up` starts and production points at a
+cluster's Connect endpoint), a cluster master (`SPARK_MASTER`), or an in-process `local[*]` JVM as the fallback
+when no server runs (tests, a bare `dagster job execute` without `flywheel up`).
 
-A local or cluster-master session runs a JVM in this process, so Java 17+ is checked first with a clear
-message instead of Py4J's "Java gateway process exited" traceback. Spark Connect needs no local Java.
+A JVM here (in process, or the stack's Connect server) needs Java 17+, checked first with a clear message
+instead of Py4J's "Java gateway process exited" traceback. A Connect client needs no local Java.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import ipaddress
+import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from pipelines.config import state_dir
 from pipelines.errors import FlywheelError
 
+log = logging.getLogger(__name__)
+
 MIN_JAVA = 17
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
 
 class SparkSetupError(FlywheelError):
@@ -62,26 +69,70 @@ def check_java() -> str:
     return java
 
 
-# ---- the class archive (AppCDS) a JVM session maps when `python -m pipelines.devstack.spark_archive` wrote it ----
+# ---- the Spark Connect server of the embedded stack ------------------------------------------------------
 
 
-def archive_path(state: Path | None = None) -> Path:
-    """Where this JDK + pyspark's class archive lives (it does not have to exist); named after both, so an
-    upgrade makes a new one instead of tripping over the old one."""
+def spark_home() -> Path:
+    """pyspark's own install: it ships bin/, sbin/start-connect-server.sh and the spark-connect jar."""
     import pyspark
 
-    java = java_binary() or "java"
-    stat = os.stat(java) if os.path.exists(java) else None
-    key = f"{os.path.realpath(java)}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}:"
-    key += f"{pyspark.__version__}:{os.path.dirname(pyspark.__file__)}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return (state or state_dir()) / "spark" / f"classes-{digest}.jsa"
+    return Path(pyspark.__file__).resolve().parent
 
 
-def java_options(state: Path | None = None) -> list[str]:
-    """JVM options that map the class archive, or none when it was not written."""
-    path = archive_path(state)
-    return [f"-XX:SharedArchiveFile={path}"] if path.is_file() else []
+def connect_server_command(
+    host: str, port: int, *, driver_memory: str = "2g", shuffle_partitions: int = 8
+) -> list[str]:
+    """The Connect server in the foreground (`--wait`), so the stack's process manager owns its JVM and `down`
+    stops it. `local[*]` behind it; a busy port fails instead of moving to the next one."""
+    script = spark_home() / "sbin" / "start-connect-server.sh"
+    if not script.is_file():
+        raise SparkSetupError(f"{script} is missing: reinstall pyspark (`make install`)")
+    conf = {
+        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.connect.grpc.port.maxRetries": "0",
+        "spark.driver.host": host,
+        "spark.driver.bindAddress": host,
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+    }
+    args = ["bash", str(script), "--wait", "--master", "local[*]", "--driver-memory", driver_memory]
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    return args
+
+
+def connect_server_env(work_dir: Path) -> dict[str, str]:
+    """Where Spark's launcher scripts write (never into the virtualenv), and the Python of this install for any
+    Python worker the server starts."""
+    return {
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOG_DIR": str(work_dir),
+        "SPARK_PID_DIR": str(work_dir),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+
+
+def remote_address(remote: str) -> tuple[str, int]:
+    """(host, port) of an sc://host:port URL (15002, Spark's default, when no port is given)."""
+    parsed = urlparse(remote)
+    if parsed.scheme != "sc" or not parsed.hostname:
+        raise SparkSetupError(f"SPARK_REMOTE={remote!r} is not a Spark Connect URL; use sc://host:port")
+    return parsed.hostname, parsed.port or 15002
+
+
+def server_answers(remote: str, timeout_s: float = 2.0) -> bool:
+    """True when something listens at the Connect URL's address (a cheap probe before a gRPC session)."""
+    host, port = remote_address(remote)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+# ---- sessions --------------------------------------------------------------------------------------------
 
 
 def spark_session(
@@ -92,17 +143,18 @@ def spark_session(
     shuffle_partitions: int = 8,
     driver_memory: str = "2g",
     conf: dict[str, str] | None = None,
-    class_archive: bool = True,
 ) -> Any:
-    """A SparkSession: Spark Connect when `remote` is set, else a JVM session on `master` (default local[*]).
-
-    A JVM session maps the class archive when one was written (see pipelines.devstack.spark_archive)."""
+    """A SparkSession: Spark Connect when `remote` is set, else a JVM in this process on `master` (local[*])."""
     from pyspark.sql import SparkSession
 
-    extra = with_java_options(conf or {}, java_options() if class_archive and not remote else [])
+    session_conf = {
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        **(conf or {}),
+    }
     if remote:
         builder = SparkSession.builder.remote(remote).appName(app_name)
-        for key, value in extra.items():
+        for key, value in session_conf.items():
             builder = builder.config(key, value)
         try:
             return builder.getOrCreate()
@@ -114,77 +166,79 @@ def spark_session(
         .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.driver.memory", driver_memory)
     )
-    for key, value in extra.items():
+    for key, value in session_conf.items():
         builder = builder.config(key, value)
     try:
-        session = builder.getOrCreate()
+        with _without_connect_env():
+            session = builder.getOrCreate()
     except Exception as exc:
         raise SparkSetupError(f"could not start Spark on {master or 'local[*]'}: {exc}") from exc
     session.sparkContext.setLogLevel("ERROR")
     return session
 
 
-def with_java_options(conf: dict[str, str], options: list[str]) -> dict[str, str]:
-    """`conf` with `options` put before the driver JVM options it already has (the caller's win on conflict)."""
-    key = "spark.driver.extraJavaOptions"
-    merged = dict(conf)
-    if options:
-        merged[key] = " ".join([*options, merged[key]] if merged.get(key) else options)
-    return merged
+@contextlib.contextmanager
+def _without_connect_env() -> Iterator[None]:
+    """pyspark's builder turns any session into a Connect one while SPARK_REMOTE is in the environment (the
+    local profile exports stack.env); the in-process fallback must be a real JVM session."""
+    saved = os.environ.pop("SPARK_REMOTE", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["SPARK_REMOTE"] = saved
+
+
+FALLBACK_MESSAGE = (
+    "no Spark Connect server{why}: starting an in-process Spark session on {master} (a cold JVM for this run; "
+    "`flywheel up` starts a warm Spark Connect server and writes SPARK_REMOTE to .flywheel/stack.env)"
+)
+
+
+def connect_or_local(
+    remote: str | None,
+    master: str | None,
+    *,
+    allow_fallback: bool = True,
+    app_name: str = "flywheel",
+    **options: Any,
+) -> Any:
+    """The session every run uses: the Connect server at `remote` when it answers, else (when `allow_fallback`)
+    an in-process session on `master`, said in one log line. `allow_fallback=False` (the k8s profile) makes an
+    unreachable server an error instead."""
+    why = " (SPARK_REMOTE is not set)"
+    if remote:
+        if server_answers(remote):
+            log.info("Spark: the Spark Connect server at %s", remote)
+            return spark_session(remote=remote, app_name=app_name, **options)
+        if not allow_fallback:
+            raise SparkSetupError(
+                f"the Spark Connect server at SPARK_REMOTE={remote} does not answer; start it (or fix the URL)"
+            )
+        why = f" answers at SPARK_REMOTE={remote}"
+    elif master and not master.startswith("local"):
+        log.info("Spark: a driver in this process on the cluster master %s", master)
+        return spark_session(master=master, app_name=app_name, **options)
+    log.warning(FALLBACK_MESSAGE.format(why=why, master=master or "local[*]"))
+    return spark_session(master=master or "local[*]", app_name=app_name, **options)
 
 
 def is_remote(session: Any) -> bool:
-    """True for a Spark Connect session (no JVM here, so local files are not readable by the server)."""
+    """True for a Spark Connect session (its JVM is the server's, not this process's)."""
     return type(session).__module__.startswith("pyspark.sql.connect")
 
 
-# ---- starting the session in the background ------------------------------------------------------------
-# A JVM session takes seconds to start and its first query seconds more; a run that knows it will need
-# Spark later starts it while it reads Kafka. The session is process-wide (pyspark keeps one), so whoever
-# builds the model table later in this process takes it with `take_started()`.
-_STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-spark-start")
-_LOCK = threading.Lock()
-_pending: Future | None = None
-
-
-def start_in_background(make: Callable[[], Any], then: Callable[[Any], None] | None = None) -> Future:
-    """Create the session with `make()` on a background thread, then run `then(session)` (e.g. a warm-up)
-    there. Once per process until the session is taken: a second call returns the first call's future."""
-    global _pending
-
-    def start() -> Any:
-        session = make()
-        if then is not None:
-            then(session)
-        return session
-
-    with _LOCK:
-        if _pending is None:
-            _pending = _STARTER.submit(start)
-        return _pending
-
-
-def take_started(timeout_s: float = 600.0) -> Any | None:
-    """The session `start_in_background` made (waiting for it and its warm-up), or None if none was started.
-    A failed start raises its error here (e.g. SparkSetupError: no Java)."""
-    global _pending
-    with _LOCK:
-        future, _pending = _pending, None
-    if future is None:
-        return None
-    return future.result(timeout=timeout_s)
-
-
-def cancel_started() -> None:
-    """Forget a background start not needed after all (a run that found nothing new); the session, if
-    made, stays pyspark's process-wide session."""
-    global _pending
-    with _LOCK:
-        future, _pending = _pending, None
-    if future is not None:
-        future.cancel()
+def shares_disk(session: Any) -> bool:
+    """True when Spark's executors read this machine's files: an in-process `local` session, or a Connect
+    server on a loopback address (the embedded stack's). A cluster's executors cannot read our local paths."""
+    if is_remote(session):
+        host = session.client.host
+        if host == "localhost":
+            return True
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_address(host).is_loopback
+        return False
+    return str(session.sparkContext.master).startswith("local")

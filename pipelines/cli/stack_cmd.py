@@ -63,7 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--services", help=f"comma-separated subset of {','.join(SERVICES)}")
     up.add_argument("--spec", help="dataset spec whose topic is created (default: FLYWHEEL_SPEC or transactions)")
     for name, service in SERVICES.items():
-        up.add_argument(f"--{name}-port", type=int, help=f"port for {service.title} (default {service.default_port})")
+        flags = dict.fromkeys([f"--{name.replace('_', '-')}-port", f"--{name}-port"])  # --spark-connect-port too
+        up.add_argument(
+            *flags, dest=f"{name}_port", type=int, help=f"port for {service.title} (default {service.default_port})"
+        )
     up.add_argument("--format", choices=["text", "json"], default="text")
     up.set_defaults(func=_up)
 

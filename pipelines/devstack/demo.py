@@ -86,6 +86,17 @@ def _dagster_job(job: str, env: dict[str, str], cwd: Path) -> float:
     return seconds
 
 
+def spark_used(log_path: Path) -> str:
+    """Which Spark the job's features step used, from its log (pipelines.spark says it in one line)."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    for line in text.splitlines():
+        if "Spark: the Spark Connect server at " in line:
+            return "the Spark Connect server at " + line.split("Spark: the Spark Connect server at ", 1)[1].split()[0]
+    if "no Spark Connect server" in text:
+        return "an in-process session (no Spark Connect server answered)"
+    return "not reported in the job's log"
+
+
 def run(count: int, jobs: list[str], keep: bool) -> dict:
     root = config.project_root()
     stack = Stack()
@@ -101,6 +112,8 @@ def run(count: int, jobs: list[str], keep: bool) -> dict:
             _say("Using the stack that is already running")
         env = {**os.environ, **config.read_env_file(stack.env_file)}
         env.setdefault("DAGSTER_HOME", str(dagster_home(stack.state_dir)))
+        if not env.get("SPARK_REMOTE"):
+            print("  note: this stack has no Spark Connect server (SPARK_REMOTE); ingestion starts its own JVM")
 
         _say(f"Producing {count:,} baseline events to Kafka topic '{spec.topic.name}'")
         out = _flywheel(
@@ -116,6 +129,9 @@ def run(count: int, jobs: list[str], keep: bool) -> dict:
         for job in jobs:
             _say(f"Running {job} (dagster job execute -m definitions -j {job})")
             summary["jobs"][job] = round(_dagster_job(job, env, root), 1)
+            if job in ("ingest_job", "pipeline_job"):
+                summary["spark"] = spark_used(config.state_dir() / "logs" / f"demo-{job}.log")
+                print(f"  Spark: {summary['spark']}")
 
         if any(job in ("retrain_job", "pipeline_job") for job in jobs):
             from pipelines.devstack.demo_serving import show_serving

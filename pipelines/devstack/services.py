@@ -242,6 +242,42 @@ FEATURE_UPDATER = Service(
 )
 
 
+# --- Spark Connect: one long-lived Spark (local[*]) every run talks to, as production talks to a cluster --
+
+
+def _spark_connect_dir(ctx: Context) -> Path:
+    return private_dir(ctx.state_dir / "spark")
+
+
+def _spark_connect_command(ctx: Context) -> list[str]:
+    from pipelines.config import setting
+    from pipelines.spark import check_java, connect_server_command
+
+    check_java()  # one sentence naming what to install, not a launcher script's error in the log
+    memory = setting("FLYWHEEL_SPARK_DRIVER_MEMORY") or "2g"
+    return connect_server_command(ctx.host, ctx.port("spark_connect"), driver_memory=memory)
+
+
+def _spark_connect_env(ctx: Context) -> dict[str, str]:
+    from pipelines.spark import connect_server_env
+
+    return connect_server_env(_spark_connect_dir(ctx))
+
+
+SPARK_CONNECT = Service(
+    name="spark_connect",
+    title="Spark Connect server",
+    default_port=15002,
+    startup_timeout_s=180,  # a JVM start: seconds alone, a minute on a busy 2-core machine
+    command=_spark_connect_command,
+    env=_spark_connect_env,
+    url=lambda ctx: f"sc://{ctx.host}:{ctx.port('spark_connect')}",
+    ready=lambda ctx: net.tcp_ok(ctx.host, ctx.port("spark_connect")),  # gRPC listens once the session is up
+    exports=lambda ctx: {"SPARK_REMOTE": f"sc://{ctx.host}:{ctx.port('spark_connect')}"},
+    note="local[*] behind it (FLYWHEEL_SPARK_DRIVER_MEMORY, default 2g); every run's Spark is this warm JVM",
+)
+
+
 # --- Dagster: web UI + daemon (schedules, sensors) -----------------------------------------------------
 
 
@@ -333,7 +369,7 @@ SERVING = Service(
 
 # Start order matters: lakeFS and Kafka before MLflow (fast before slow), Dagster last (it loads the code).
 SERVICES: dict[str, Service] = {
-    s.name: s for s in (KAFKA, LAKEFS, MLFLOW, ONLINE_STORE, FEATURE_UPDATER, SERVING, DAGSTER)
+    s.name: s for s in (KAFKA, LAKEFS, SPARK_CONNECT, MLFLOW, ONLINE_STORE, FEATURE_UPDATER, SERVING, DAGSTER)
 }
 
 

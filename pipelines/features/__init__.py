@@ -1,6 +1,6 @@
 """The model table built with Spark from the raw events on a lakeFS branch (see pipelines.features.build)."""
 
-from pipelines.features.build import model_table, model_table_schema, read_raw, vocabularies, warm_up
+from pipelines.features.build import model_table, model_table_schema, read_raw, vocabularies
 from pipelines.features.split import split_code_column, split_of
 
 __all__ = [
@@ -10,5 +10,4 @@ __all__ = [
     "split_code_column",
     "split_of",
     "vocabularies",
-    "warm_up",
 ]

@@ -17,13 +17,11 @@ from typing import Any
 
 from pipelines.config import setting
 from pipelines.features import stage as feature_stage
-from pipelines.features.build import SparkDuringRead
 from pipelines.ingest import stages
 from pipelines.ingest.parallel import kafka_consumer_factory
 from pipelines.lake import Lake
 from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch
 from pipelines.quality import stage as quality_stage
-from pipelines.spark import take_started
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -31,10 +29,11 @@ _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-gx-import
 
 
 def default_spark() -> Any:
-    """Spark per the environment: SPARK_REMOTE (Connect), else SPARK_MASTER, else local[*]."""
-    from pipelines.spark import spark_session
+    """Spark per the environment: the Connect server at SPARK_REMOTE (`flywheel up` writes it to stack.env),
+    else SPARK_MASTER, else an in-process local[*] session (logged)."""
+    from pipelines.spark import connect_or_local
 
-    return spark_session(remote=setting("SPARK_REMOTE"), master=setting("SPARK_MASTER") or "local[*]")
+    return connect_or_local(setting("SPARK_REMOTE"), setting("SPARK_MASTER") or "local[*]", app_name="flywheel-ingest")
 
 
 def _preload_validation() -> None:
@@ -84,10 +83,7 @@ def run_ingest(
     seconds: dict[str, float] = {}
 
     log.info("run %s: reading %s from main's offsets", run_id, spec.topic.name)
-    # The JVM starts while Kafka is read, as soon as the first events arrive (a run with nothing new
-    # never starts it), and runs a warm-up query if the read is still going when it is up.
-    with SparkDuringRead(default_spark, spec, enabled=spark is None) as during:
-        raw = stages.ingest_raw(lake, consumer_factory, spec, run_id, settings, progress=during)
+    raw = stages.ingest_raw(lake, consumer_factory, spec, run_id, settings)
     seconds.update(raw.seconds)
     outcome = IngestOutcome(raw=raw, seconds=seconds)
     if raw.nothing_new:
@@ -95,9 +91,8 @@ def run_ingest(
     log.info("stage raw done: %d events (%d quarantined) on %s", raw.events, raw.quarantined, raw.branch)
     t0 = time.monotonic()
     if spark is None:
-        spark = take_started() or default_spark()
-        seconds["spark_start_waited"] = round(time.monotonic() - t0, 3)
-        seconds["spark_start_overlapped"] = round(t0 - (during.started_at or t0), 3)
+        spark = default_spark()
+        seconds["spark_session"] = round(time.monotonic() - t0, 3)
     # Importing GX takes seconds of Python; Spark's work runs in the JVM while this thread waits on it.
     _POOL.submit(_preload_validation)
     outcome.features = feature_stage.build_features(lake, spark, spec, raw)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from pipelines import spark as spark_mod
+from pipelines.devstack.net import free_port
 
 
 def test_missing_java_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,80 +30,83 @@ def test_installed_java_passes() -> None:
     assert spark_mod.java_major_version(java) >= 17
 
 
-def test_background_start_hands_over_one_session_and_its_warm_up() -> None:
-    made, warmed = [], []
+class _ConnectLike:
+    """Looks like a Spark Connect session to is_remote/shares_disk: a client with a host, no JVM here."""
 
-    def make() -> object:
-        made.append(object())
-        return made[-1]
-
-    first = spark_mod.start_in_background(make, warmed.append)
-    assert spark_mod.start_in_background(make) is first  # once per process until taken
-    session = spark_mod.take_started(timeout_s=10)
-    assert session is made[0] and warmed == [session] and len(made) == 1
-    assert spark_mod.take_started() is None  # taken: the next caller creates its own
+    def __init__(self, host: str) -> None:
+        self.client = type("Client", (), {"host": host})()
 
 
-def test_a_failed_background_start_raises_where_the_session_is_taken() -> None:
-    def make() -> object:
-        raise spark_mod.SparkSetupError("Spark needs Java 17")
-
-    spark_mod.start_in_background(make)
-    with pytest.raises(spark_mod.SparkSetupError, match="Java 17"):
-        spark_mod.take_started(timeout_s=10)
-    spark_mod.start_in_background(lambda: "ok")
-    spark_mod.cancel_started()
-    assert spark_mod.take_started() is None
+_ConnectLike.__module__ = "pyspark.sql.connect.session"
 
 
-def test_the_class_archive_is_used_only_once_written(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
-    assert spark_mod.java_options() == []
-    path = spark_mod.archive_path()
-    assert path.parent == tmp_path / "spark" and path.name.startswith("classes-")
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"archive")
-    assert spark_mod.java_options() == [f"-XX:SharedArchiveFile={path}"]
+def test_only_a_connect_server_on_this_machine_shares_its_disk() -> None:
+    assert spark_mod.is_remote(_ConnectLike("127.0.0.1"))
+    assert spark_mod.shares_disk(_ConnectLike("127.0.0.1"))
+    assert spark_mod.shares_disk(_ConnectLike("localhost"))
+    assert spark_mod.shares_disk(_ConnectLike("::1"))
+    assert not spark_mod.shares_disk(_ConnectLike("spark-connect.flywheel.svc"))
+    assert not spark_mod.shares_disk(_ConnectLike("10.0.0.7"))
 
 
-def test_java_options_go_before_the_callers_own() -> None:
-    key = "spark.driver.extraJavaOptions"
-    assert spark_mod.with_java_options({}, []) == {}
-    assert spark_mod.with_java_options({"a": "b"}, ["-Xa"]) == {"a": "b", key: "-Xa"}
-    assert spark_mod.with_java_options({key: "-Xmine"}, ["-Xa"]) == {key: "-Xa -Xmine"}
+def test_remote_address_reads_sc_urls_and_rejects_others() -> None:
+    assert spark_mod.remote_address("sc://127.0.0.1:15333") == ("127.0.0.1", 15333)
+    assert spark_mod.remote_address("sc://spark.example/;token=abc") == ("spark.example", 15002)
+    with pytest.raises(spark_mod.SparkSetupError, match="not a Spark Connect URL"):
+        spark_mod.remote_address("http://127.0.0.1:15002")
 
 
-def test_spark_during_read_starts_once_at_the_first_event_and_hands_over() -> None:
-    from pipelines.features.build import SparkDuringRead
-    from pipelines.spec import load_spec
-
-    class ConnectSession:  # looks like a Spark Connect session: never warmed up, so no JVM is needed here
-        pass
-
-    ConnectSession.__module__ = "pyspark.sql.connect.session"
-    session = ConnectSession()
-    assert spark_mod.is_remote(session)
-    made: list[object] = []
-    spec = load_spec("transactions")
-    with SparkDuringRead(lambda: made.append(session) or session, spec, enabled=False) as off:
-        off(100)
-    assert off.started_at is None and spark_mod.take_started() is None
-
-    with SparkDuringRead(lambda: made.append(session) or session, spec) as during:
-        during(0)  # no events yet: nothing starts
-        assert during.started_at is None
-        during(5)
-        during(10)
-    assert during.started_at is not None and not during.reading.is_set()
-    assert spark_mod.take_started(timeout_s=10) is session and made == [session]
+def _record_sessions(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    made: list[dict] = []
+    monkeypatch.setattr(spark_mod, "spark_session", lambda **kw: made.append(kw) or kw)
+    return made
 
 
-def test_spark_during_a_failed_read_is_not_left_pending() -> None:
-    from pipelines.features.build import SparkDuringRead
-    from pipelines.spec import load_spec
+def test_without_a_server_the_session_is_in_process_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = _record_sessions(monkeypatch)
+    with caplog.at_level("INFO", logger="pipelines.spark"):
+        spark_mod.connect_or_local(None, "local[*]")
+    assert made == [{"master": "local[*]", "app_name": "flywheel"}]
+    assert "no Spark Connect server (SPARK_REMOTE is not set): starting an in-process Spark session" in caplog.text
 
-    never_taken = SparkDuringRead(lambda: None, load_spec("transactions"))  # a start that goes nowhere
-    with pytest.raises(RuntimeError), never_taken as during:
-        during(1)
-        raise RuntimeError("the read failed")
-    assert spark_mod.take_started() is None
+    caplog.clear()
+    dead = f"sc://127.0.0.1:{free_port()}"  # nothing listens there
+    with caplog.at_level("INFO", logger="pipelines.spark"):
+        spark_mod.connect_or_local(dead, "local[2]")
+    assert made[-1] == {"master": "local[2]", "app_name": "flywheel"}
+    assert f"no Spark Connect server answers at SPARK_REMOTE={dead}" in caplog.text
+    assert "flywheel up" in caplog.text
+
+
+def test_an_unreachable_server_is_an_error_where_no_fallback_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = _record_sessions(monkeypatch)
+    dead = f"sc://127.0.0.1:{free_port()}"
+    with pytest.raises(spark_mod.SparkSetupError, match="does not answer"):
+        spark_mod.connect_or_local(dead, "", allow_fallback=False)
+    assert made == []
+
+
+def test_a_server_that_answers_is_used(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    made = _record_sessions(monkeypatch)
+    with socket.socket() as listener:  # something listening is all the probe asks; the session is recorded
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"sc://127.0.0.1:{listener.getsockname()[1]}"
+        with caplog.at_level("INFO", logger="pipelines.spark"):
+            spark_mod.connect_or_local(url, "local[*]")
+    assert made == [{"remote": url, "app_name": "flywheel"}]
+    assert "no Spark Connect server" not in caplog.text
+
+
+def test_the_connect_server_runs_in_the_foreground_on_its_port_only(tmp_path) -> None:
+    cmd = spark_mod.connect_server_command("127.0.0.1", 15333, driver_memory="1g")
+    assert cmd[1].endswith("sbin/start-connect-server.sh") and "--wait" in cmd
+    assert cmd[cmd.index("--master") + 1] == "local[*]"
+    confs = dict(cmd[i + 1].split("=", 1) for i, arg in enumerate(cmd) if arg == "--conf")
+    assert confs["spark.connect.grpc.binding.port"] == "15333"
+    assert confs["spark.connect.grpc.binding.address"] == "127.0.0.1"
+    assert confs["spark.connect.grpc.port.maxRetries"] == "0"  # a busy port fails, never moves
+    env = spark_mod.connect_server_env(tmp_path)
+    assert env["SPARK_LOG_DIR"] == env["SPARK_PID_DIR"] == str(tmp_path)  # never into the virtualenv

@@ -53,6 +53,7 @@ def env(isolated_state: Path) -> dict[str, str]:
 
 def test_up_status_second_up_down_leaves_nothing(env: dict[str, str], isolated_state: Path) -> None:
     ports = {"kafka": free_port(), "lakefs": free_port(), "mlflow": free_port(), "serving": free_port()}
+    ports["spark_connect"] = free_port()
     args = [f"--{k}-port={v}" for k, v in ports.items()]
     up = flywheel("up", *args, env=env)
     assert up.returncode == 0, up.stderr
@@ -63,13 +64,14 @@ def test_up_status_second_up_down_leaves_nothing(env: dict[str, str], isolated_s
     assert stack_env["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{ports['mlflow']}"
     assert stack_env["LAKEFS_ENDPOINT"] == f"http://127.0.0.1:{ports['lakefs']}"
     assert stack_env["LAKEFS_ACCESS_KEY_ID"] and stack_env["LAKEFS_SECRET_ACCESS_KEY"]
+    assert stack_env["SPARK_REMOTE"] == f"sc://127.0.0.1:{ports['spark_connect']}"
     assert stack_env["FLYWHEEL_SERVING_URL"] == f"http://127.0.0.1:{ports['serving']}"  # live, not ready: no champion
     assert oct((isolated_state / "stack.env").stat().st_mode & 0o777) == "0o600"
 
     status = flywheel("status", "--format", "json", env=env)
     assert status.returncode == 0, status.stderr
     rows = {r["service"]: r for r in json.loads(status.stdout)}
-    assert {"kafka", "lakefs", "mlflow", "serving"} <= set(rows)
+    assert {"kafka", "lakefs", "mlflow", "serving", "spark_connect"} <= set(rows)
     assert all(r["state"] == "running" for r in rows.values())
 
     # The topic of the default spec exists with the spec's partitions.

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.features.build import model_table, model_table_schema, read_raw, vocabularies, warm_up
+from pipelines.features.build import model_table, model_table_schema, read_raw, vocabularies
 from pipelines.features.split import split_of
 from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN, feature_table_columns, raw_schema
 from pipelines.spec import load_spec
@@ -123,88 +123,14 @@ def test_empty_history_gives_an_empty_table(spark) -> None:
     assert table.num_rows == 0 and table.schema == model_table_schema(SPEC)
 
 
-def test_warm_up_runs_the_query_and_never_raises(spark) -> None:
-    warm_up(spark, SPEC, rows=500)
-    warm_up(None, SPEC, rows=10)  # a broken session: logged, not raised
-
-
-def _warm_up_outcomes(monkeypatch, rows: int) -> list[bool]:
-    """Record what each warm-up returns (True: ran to its end), on `rows` generated rows."""
-    import functools
-
-    from pipelines.features import build
-
-    outcomes: list[bool] = []
-    full = functools.partial(build.warm_up, rows=rows)
-    monkeypatch.setattr(build, "warm_up", lambda *a, **k: outcomes.append(full(*a, **k)) or outcomes[-1])
-    return outcomes
-
-
-def test_stop_warm_up_cancels_a_running_warm_up(spark, monkeypatch) -> None:
-    """When the read ends, the warm-up's Spark jobs are cancelled so the real query does not wait for them."""
-    import threading
-    import time
-
-    from pipelines.features import build
-    from pipelines.spark import take_started
-
-    outcomes = _warm_up_outcomes(monkeypatch, rows=300_000)
-    reading = threading.Event()
-    reading.set()
-    tracker = spark.sparkContext.statusTracker()
-    build.start_warm_session(lambda: spark, SPEC, reading)
-    deadline = time.monotonic() + 120
-    while True:
-        groups = list(build._warming)
-        if groups and set(tracker.getActiveJobsIds()) & set(tracker.getJobIdsForGroup(groups[0])):
-            break
-        assert time.monotonic() < deadline, "the warm-up never started a Spark job"
-        time.sleep(0.05)
-    build.stop_warm_up(reading)
-    assert take_started(timeout_s=120) is spark
-    assert outcomes == [False]  # cut short, and said so
-    assert any(tracker.getJobInfo(j).status == "FAILED" for j in tracker.getJobIdsForGroup(groups[0]))
-    assert model_table(spark, SPEC, raw_rows()).num_rows == 5  # the session is fine afterwards
-
-
-def test_stop_warm_up_also_cancels_jobs_submitted_after_it(spark, monkeypatch) -> None:
-    """The read may end after the warm-up's last check and before its first Spark job: that job is
-    cancelled too, instead of the real query waiting for a whole warm-up."""
-    import threading
-
-    from pipelines.features import build
-    from pipelines.spark import take_started
-
-    outcomes = _warm_up_outcomes(monkeypatch, rows=300_000)
-    in_window, proceed = threading.Event(), threading.Event()
-    real_read_raw = build.read_raw
-
-    def slow_read_raw(*args, **kwargs):
-        in_window.set()
-        proceed.wait(60)
-        return real_read_raw(*args, **kwargs)
-
-    monkeypatch.setattr(build, "read_raw", slow_read_raw)
-    reading = threading.Event()
-    reading.set()
-    build.start_warm_session(lambda: spark, SPEC, reading)
-    assert in_window.wait(120)
-    build.stop_warm_up(reading)  # between the check and the job
-    proceed.set()
-    assert take_started(timeout_s=120) is spark
-    assert outcomes == [False]
-
-
 def test_files_and_arrow_paths_agree_on_a_messy_history(spark, tmp_path: Path) -> None:
     """Many files (some empty, listed out of name order), small row groups, Spark splitting files into many
     partitions, re-sends across files: reading the files (row numbers from Parquet metadata) gives exactly
     the table of shipping the rows as one Arrow chunk, row for row, aggregates and split included."""
     import numpy as np
 
-    from pipelines.features.build import _generated_raw
-
     rng = np.random.default_rng(5)
-    base = _generated_raw(SPEC, 30_000)
+    base = generated_raw(SPEC, 30_000)
     resent = base.take(rng.integers(0, base.num_rows, 900))
     offsets = resent.schema.get_field_index(OFFSET_COLUMN)
     later = pa.array(np.arange(900, dtype=np.int64) + 10**6)  # the same events, re-sent at later offsets
@@ -245,3 +171,20 @@ def test_arrow_path_keeps_rows_after_an_empty_file_and_files_without_provenance(
     read = model_table(spark, SPEC, read_raw(files, SPEC), files)  # c lacks columns: the Arrow path too
     assert sorted(shipped.column("event_id").to_pylist()) == ["e1", "e2", "e2b", "e3", "e4"]
     assert read.equals(shipped)
+
+
+def generated_raw(spec, n: int) -> pa.Table:
+    """n raw rows of the spec's types (pipelines.spec.samples), one Kafka partition in offset order."""
+    import numpy as np
+
+    from pipelines.spec.samples import null_mask, sample_columns
+
+    cols = sample_columns(spec, n, seed=0, prefix="gen", entities=max(1, n // 20), step_ms=60_000)
+    columns = {
+        f.name: pa.array(cols[f.name], mask=null_mask(cols, f.name))
+        for f in raw_schema(spec)
+        if f.name not in (PARTITION_COLUMN, OFFSET_COLUMN)
+    }
+    columns[PARTITION_COLUMN] = pa.array(np.zeros(n, dtype=np.int32))
+    columns[OFFSET_COLUMN] = pa.array(np.arange(n, dtype=np.int64))
+    return pa.table(columns).cast(raw_schema(spec))

@@ -23,21 +23,18 @@ def test_both_profiles_share_assets_jobs_and_sensors() -> None:
     assert set(local.resources) == set(k8s.resources)
 
 
-def test_ingest_job_runs_its_steps_in_one_process() -> None:
-    """So raw_events can start the Spark JVM that features then uses (SparkResource.during_read)."""
-    from resources.spark import SparkResource
+def test_both_profiles_reach_spark_through_spark_remote(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`flywheel up` writes SPARK_REMOTE to stack.env; both profiles hand it to the Spark resource the same way,
+    and only k8s refuses to fall back to an in-process session."""
+    from dagster import EnvVar
 
-    defs = build_definitions("local")
-    job = defs.resolve_job_def("ingest_job")
-    assert job.executor_def.name == "in_process"
-    spark = SparkResource()
+    from resources.profiles import k8s, local
 
-    class Context:  # the one attribute during_read reads
-        job_def = job
-
-    assert spark.during_read(Context(), None).enabled
-    Context.job_def = defs.resolve_job_def("retrain_job")
-    assert not spark.during_read(Context(), None).enabled
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("SPARK_REMOTE", "sc://127.0.0.1:15002")
+    for build, strict in ((local, False), (k8s, True)):
+        spark = build()["spark"]
+        assert spark.remote == EnvVar("SPARK_REMOTE") and spark.require_cluster is strict
 
 
 def test_profiles_read_the_environment_through_envvar(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
