@@ -42,6 +42,7 @@ from pipelines.errors import FlywheelError
 from pipelines.ingest.parallel import READER_SETTINGS
 from pipelines.lineage.records import DriftReport
 from pipelines.monitoring.guard import FAILED, PASSED, REJECTED, RUNNING, RetrainDecision, RetrainRun, decide_retrain
+from pipelines.monitoring.metrics import GUARD_FILE
 from pipelines.monitoring.stage import reports_dir, run_check, snapshot_evidence
 from pipelines.spec import load_spec
 from pipelines.spec.model import DatasetSpec
@@ -60,7 +61,6 @@ GATE_CHECK = AssetCheckKey(AssetKey(["evaluated_model"]), "passes_gate")
 ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 FINISHED_BAD = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 RETRAIN_JOBS = (pipeline_job.name, retrain_job.name)
-GUARD_FILE = "guard.json"
 ALERTS_FILE = "alerts.jsonl"
 
 
