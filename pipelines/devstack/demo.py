@@ -139,6 +139,14 @@ def run(count: int, jobs: list[str], keep: bool) -> dict:
             _say("The model answering requests (flywheel serve follows the MLflow aliases and the rollout)")
             summary["serving"] = show_serving(env, spec)
 
+            # Drift: enough drifted events to fill the drift window (DEMO_DRIFT_EVENTS=0 skips this act).
+            drift_events = config.int_setting("DEMO_DRIFT_EVENTS", default=max(spec.drift.window_events, count // 4))
+            if drift_events > 0:
+                from pipelines.devstack.demo_drift import show_drift
+
+                logs = config.state_dir() / "logs"
+                summary["drift"] = show_drift(env, spec, root, drift_events, logs, _flywheel, run_logged)
+
         _say("Summary")
         print(json.dumps(summary, indent=2))
         print("\nWhere to look:")
