@@ -1,5 +1,5 @@
-"""Every pod template in deploy/ meets the restricted Pod Security Standard, and the NetworkPolicies let
-only the intended pods in. Kubernetes schemas accept all of the mistakes checked here, so these rules are
+"""Every pod template in deploy/ meets the restricted Pod Security Standard (the NetworkPolicies are checked in
+test_network_policies.py). Kubernetes schemas accept all of the mistakes checked here, so these rules are
 checked directly, on:
   - every pod spec found anywhere in deploy/k8s/ (Pods, Jobs, Deployments, PyTorchJob replicas...),
   - the pods the Dagster Helm chart makes from deploy/helm/dagster-values.yaml (webserver, instance
@@ -10,7 +10,6 @@ checked directly, on:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +145,7 @@ def test_pod_meets_the_restricted_standard(where: str, spec: dict) -> None:
 def test_every_source_of_pods_is_walked() -> None:
     sources = {w.split(" ")[0].split("#")[0] for w, _ in manifest_pods()}
     assert {"k8s/training/pod.yaml", "k8s/training/indexed-job.yaml", "k8s/training/pytorchjob.kubeflow.yml"} <= sources
+    assert {"k8s/serving/serving.yaml", "k8s/features/updater.yaml", "k8s/observability/exporter.yaml"} <= sources
     assert set(helm_pods(helm_values())) >= {"webserver", "daemon", "code server flywheel", "K8sRunLauncher run pod"}
     kinds = {w.split(":")[0].rsplit(" ", 1)[-1] for w, _ in generated_pods()}
     assert kinds == {"Pod", "Job", "PyTorchJob"}
@@ -176,68 +176,8 @@ def test_the_check_catches_each_broken_rule(breakage: dict, reason: str) -> None
     assert any(reason in v for v in restricted_violations({**good, **breakage}))
 
 
-# ---- NetworkPolicies ---------------------------------------------------------------------------------
-
-
-def _matches(selector: dict, labels: dict) -> bool:
-    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
-
-
-def ingress_allowed(policies: list[dict], source: dict, target: dict, port: int) -> bool:
-    """Whether a pod labelled `source` may connect to `port` of a pod labelled `target` (same namespace)."""
-    selecting = [p for p in policies if _matches(p["spec"]["podSelector"], target)]
-    selecting = [p for p in selecting if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
-    if not selecting:
-        return True  # no policy isolates the target
-    for policy in selecting:
-        for rule in policy["spec"].get("ingress") or []:
-            peers = rule.get("from")
-            ports = rule.get("ports")
-            peer_ok = peers is None or any(_matches(peer.get("podSelector", {}), source) for peer in peers)
-            port_ok = ports is None or any(p.get("port") == port for p in ports)
-            if peer_ok and port_ok:
-                return True
-    return False
-
-
-def base_policies() -> list[dict]:
-    docs = yaml.safe_load_all((DEPLOY / "k8s/base/networkpolicy.yaml").read_text())
-    return [d for d in docs if d and d["kind"] == "NetworkPolicy"]
-
-
-def job_config(job: str) -> k8s.TrainingPodConfig:
-    return replace(k8s.example_config(nodes=2), name=job)
-
-
-def trainer_labels(job: str) -> dict:
-    return k8s.indexed_job_manifests(job_config(job))[1]["spec"]["template"]["metadata"]["labels"]
-
-
-def test_rendezvous_port_is_reachable_only_from_pods_of_the_same_job() -> None:
-    job_a, job_b = trainer_labels("train-a"), trainer_labels("train-b")
-    policies = [*base_policies(), *(k8s.rendezvous_network_policy(job_config(j)) for j in ("train-a", "train-b"))]
-    port = k8s.RENDEZVOUS_PORT
-    assert ingress_allowed(policies, job_a, job_a, port)  # rank 1 -> rank 0 of its own job
-    assert ingress_allowed(policies, job_a, job_a, 45123)  # NCCL's run-time ports within the job
-    assert not ingress_allowed(policies, job_b, job_a, port)  # another training job
-    assert not ingress_allowed(policies, {"app": "anything-else"}, job_a, port)
-    single = k8s.pod_manifest(k8s.example_config())["metadata"]["labels"]
-    assert not ingress_allowed(policies, job_a, single, port)  # a single-node pod accepts nothing
-
-
-def test_code_server_answers_only_webserver_daemon_and_run_pods() -> None:
-    values = helm_values()
-    code_server = values["dagster-user-deployments"]["deployments"][0]["labels"]
-    port = values["dagster-user-deployments"]["deployments"][0]["port"]
-    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
-    clients = {
-        "webserver": values["dagsterWebserver"]["labels"],
-        "daemon": values["dagsterDaemon"]["labels"],
-        "run pod": launcher["runK8sConfig"]["podTemplateSpecMetadata"]["labels"],
-    }
-    policies = base_policies()
-    for name, labels in clients.items():
-        assert ingress_allowed(policies, labels, code_server, port), name
-    assert not ingress_allowed(policies, trainer_labels("train-a"), code_server, port)
-    assert not ingress_allowed(policies, {"app": "anything-else"}, code_server, port)
-    assert not ingress_allowed(policies, clients["webserver"], code_server, 8080)  # only the gRPC port
+def test_the_namespace_enforces_audits_and_warns_restricted() -> None:
+    namespace = yaml.safe_load((DEPLOY / "k8s/base/namespace.yaml").read_text())
+    labels = namespace["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted", mode
