@@ -3,6 +3,7 @@
 flywheel dataset show [--ref REF] [--format json]     # the version at a ref (default main), from commit metadata
 flywheel dataset branches [--prune]                   # leftover ingest-* branches (crashed or failed runs)
 flywheel dataset reset-offsets --to earliest|latest   # after a broker reset or accepted data loss
+flywheel dataset rebuild [--spec SPEC]                # the whole model table from raw history, through the gate
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     reset.add_argument("--spec", default=None)
     reset.add_argument("--yes", action="store_true", help="confirm: events may be skipped or read again")
     reset.set_defaults(func=_reset_offsets)
+
+    rebuild = cmds.add_parser(
+        "rebuild",
+        help="rebuild the whole model table from raw history (after a change of the spec's features), "
+        "published through the same gate",
+    )
+    rebuild.add_argument("--spec", default=None, help="spec path or built-in name (default: FLYWHEEL_SPEC)")
+    rebuild.add_argument("--run-id", default=None, help="names the branch ingest-<run id> (default: generated)")
+    rebuild.add_argument("--format", choices=("text", "json"), default="text")
+    rebuild.set_defaults(func=_rebuild)
 
 
 def _loads(value: str | None) -> Any:
@@ -175,4 +186,34 @@ def _reset_offsets(args: argparse.Namespace) -> int:
     wap.commit(f"reset offsets of {spec.topic.name} to {args.to}", {keys.OFFSETS_RESET: args.to})
     commit = wap.publish(f"reset offsets of {spec.topic.name} to {args.to}")
     print(f"offsets of {spec.topic.name} on main are now {offsets} (commit {commit})")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    import time
+    import uuid
+
+    from pipelines.ingest.rebuild import rebuild_dataset
+    from pipelines.ingest.runner import default_spark
+    from pipelines.ingest.stages import ValidationFailedError
+    from pipelines.lake import Lake
+    from pipelines.spec import load_spec
+
+    spec = load_spec(args.spec)
+    run_id = args.run_id or f"rebuild-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    try:
+        outcome = rebuild_dataset(Lake.from_env(), default_spark(), spec, run_id)
+    except ValidationFailedError as exc:
+        print(f"rebuild of {spec.name} failed the gate: {exc}", file=sys.stderr)
+        return 1
+    published, feats = outcome.published, outcome.features
+    assert published is not None and feats is not None
+    if args.format == "json":
+        print(json.dumps(outcome.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        print(
+            f"rebuilt {spec.name}: {feats.rows} rows from {feats.raw_rows} raw events "
+            f"({feats.duplicates_dropped} duplicates dropped) in {feats.seconds:.1f}s; published "
+            f"{published.tag} at main {published.commit}"
+        )
     return 0

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import layout
+from pipelines.config import setting
 from pipelines.errors import FlywheelError
 from pipelines.lake import Lake
 from pipelines.spec.model import DatasetSpec
@@ -155,10 +156,11 @@ def read_catalog(lake: Lake, ref: str, spec: DatasetSpec) -> Catalog:
     return Catalog(spec.name)
 
 
-def check_feature_definition(catalog: Catalog, spec: DatasetSpec, spec_reference: str = "<spec>") -> None:
+def check_feature_definition(catalog: Catalog, spec: DatasetSpec) -> None:
     """Refuse to append rows built with another feature definition than the table's last batch."""
     if not catalog.batches:
         return
+    spec_reference = setting("FLYWHEEL_SPEC") or spec.name
     last = catalog.batches[-1]
     wanted = feature_hash(spec)
     if last.feature_hash != wanted:

@@ -15,6 +15,8 @@ and after a change of the spec's aggregates or split it gives the rows the new d
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.config import state_dir
 from pipelines.features.aggregates import NO_HISTORY, aggregated_columns, definitions, longest_window_ms
 from pipelines.features.build import (
     ROW_COLUMN,
@@ -35,6 +38,7 @@ from pipelines.features.build import (
 )
 from pipelines.features.split import split_code_column
 from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN
+from pipelines.lineage.records import FeatureBatch
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -115,3 +119,125 @@ def rebuilt_features(raw: Any, spec: DatasetSpec) -> Any:
     # events with no history row at all: the defaults, as the window gives them
     filled = [F.coalesce(F.col(d.name), F.lit(NO_HISTORY[d.function])).alias(d.name) for d in definitions(spec)]
     return out.select(F.col(ROW_COLUMN), *filled, F.col(SPLIT_CODE_COLUMN))
+
+
+def rebuild_table(lake: Any, spark: Any, spec: DatasetSpec, run_id: str, base: str) -> FeatureBatch:
+    """Rebuild features/<spec>/ on the run branch (opened from `base`) from every batch's raw events: the
+    same batches, files per batch and catalog entries, recomputed with the spec's feature definition."""
+    from pipelines import layout
+    from pipelines.features import batches as catalog_io
+    from pipelines.features.build import read_raw
+    from pipelines.features.stage import vocabularies_bytes, write_batch_files
+    from pipelines.lakecache import local_copies_of, remember
+    from pipelines.lineage import keys
+    from pipelines.runbranch import base_metadata, run_wap
+    from pipelines.spec.loader import spec_hash
+
+    t0 = time.monotonic()
+    old = recorded_batches(lake, base, spec)
+    raws = [read_raw(local_copies_of(lake, base, b.raw_paths), spec) for b in old.batches]
+    t_read = time.monotonic() - t0
+    tables = full_model_table(spark, spec, raws)
+    t_spark = time.monotonic() - t0 - t_read
+
+    wap = run_wap(lake, run_id).open(source=base)
+    stale = lake.list_paths(wap.branch, layout.features_prefix(spec)) + lake.list_paths(
+        wap.branch, layout.id_index_prefix(spec)
+    )
+    if stale:
+        wap.delete_objects(stale)
+    out_dir = state_dir() / "ingest" / f"{run_id}-rebuild"
+    entries, uploads, counts = [], [], {}
+    for before, raw, table in zip(old.batches, raws, tables, strict=True):
+        min_ts, max_ts = catalog_io.time_range(table, spec)
+        entry = catalog_io.BatchEntry(
+            seq=before.seq,
+            run_id=before.run_id,
+            spec_hash=spec_hash(spec),
+            feature_hash=catalog_io.feature_hash(spec),
+            raw_paths=before.raw_paths,
+            feature_paths=[],
+            id_index=layout.id_index_path(spec, before.seq),
+            rows=table.num_rows,
+            labels=int(pc.sum(table.column(spec.label)).as_py() or 0),
+            min_ts=min_ts,
+            max_ts=max_ts,
+            splits=catalog_io.split_counts(table),
+            raw_rows=raw.num_rows,
+            valid=before.valid,
+            quarantined=before.quarantined,
+        )
+        uploads += write_batch_files(spec, entry, table, out_dir / f"batch-{before.seq}")
+        counts = catalog_io.add_counts(counts, catalog_io.value_counts(table, spec))
+        entries.append(entry)
+    # how many of a batch's raw rows were re-sends is known once every batch is built
+    kept: list[pa.Array] = []
+    for entry, raw, table in zip(entries, raws, tables, strict=True):
+        if kept:
+            earlier = pa.chunked_array(kept, pa.string()).combine_chunks()
+            entry.duplicates_across_batches = (
+                pc.sum(pc.is_in(raw.column(spec.event_id), value_set=earlier)).as_py() or 0
+            )
+        entry.duplicates_in_batch = entry.raw_rows - entry.duplicates_across_batches - entry.rows
+        kept.append(table.column(spec.event_id).combine_chunks())
+    catalog = catalog_io.Catalog(spec.name, entries, counts)
+    for local, path in uploads:
+        wap.upload_file(path, local, "application/vnd.apache.parquet")
+    wap.write_json(layout.batches_path(spec), catalog.to_json())
+    vocab = catalog_io.vocabularies_from_counts(counts, spec)
+    wap.write_bytes(layout.vocabularies_path(spec), vocabularies_bytes(vocab), "application/json")
+    meta = {
+        **base_metadata(spec, run_id),
+        keys.STAGE: "features",
+        keys.BATCH: "rebuild",
+        keys.NEW_ROWS: str(catalog.rows),
+        keys.ROWS: str(catalog.rows),
+        keys.SPLITS: keys.dumps(catalog.splits),
+        keys.FEATURE_HASH: catalog_io.feature_hash(spec),
+        keys.DUPLICATES: keys.dumps(
+            {
+                "in_batch": sum(e.duplicates_in_batch for e in entries),
+                "across_batches": sum(e.duplicates_across_batches for e in entries),
+            }
+        ),
+    }
+    commit = wap.commit(f"model table {spec.name} rebuilt from {len(entries)} batches for run {run_id}", meta)
+    remember(lake, commit, uploads)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return FeatureBatch(
+        branch=wap.branch,
+        commit=commit,
+        rows=catalog.rows,
+        raw_rows=sum(r.num_rows for r in raws),
+        duplicates_dropped=sum(e.duplicates_in_batch + e.duplicates_across_batches for e in entries),
+        splits=catalog.splits,
+        entities=0,
+        paths=[p for e in entries for p in e.feature_paths],
+        vocabularies=vocab,
+        seconds=round(time.monotonic() - t0, 3),
+        seconds_detail={"raw_read": round(t_read, 3), "spark_query": round(t_spark, 3)},
+        batch=0,  # every batch: the gate checks the whole table
+        table_rows=catalog.rows,
+        duplicates_across_batches=sum(e.duplicates_across_batches for e in entries),
+    )
+
+
+def recorded_batches(lake: Any, ref: str, spec: DatasetSpec) -> Any:
+    """The batches to replay: the catalog at ref, or for a table built before the catalog existed, every raw
+    file as one batch (in path order)."""
+    from pipelines import layout
+    from pipelines.errors import FlywheelError
+    from pipelines.features import batches as catalog_io
+
+    path = layout.batches_path(spec)
+    if lake.exists(ref, path):
+        catalog = catalog_io.Catalog.from_json(lake.read_json(ref, path))
+    else:
+        raw = sorted(p for p in lake.list_paths(ref, layout.raw_prefix(spec)) if p.endswith(".parquet"))
+        entry = catalog_io.BatchEntry(1, "before-the-catalog", "", "", raw, [], "", 0, 0, None, None)
+        catalog = catalog_io.Catalog(spec.name, [entry] if raw else [])
+    if not catalog.batches:
+        raise FlywheelError(
+            f"nothing to rebuild: no raw events of topic {spec.topic.name!r} at {ref!r}; run ingest_job first"
+        )
+    return catalog

@@ -32,6 +32,7 @@ from typing import Any
 from pipelines import layout
 from pipelines.config import setting, state_dir
 from pipelines.errors import FlywheelError
+from pipelines.features.batches import check_feature_definition, read_catalog
 from pipelines.ingest.consume import consume, fewer_gc_passes, topic_partitions
 from pipelines.ingest.offsets import (
     current_topic_id,
@@ -109,6 +110,8 @@ def ingest_raw(
     lake.ensure_repository()
     recover_tag(lake, spec)
     base = lake.resolve(MAIN)
+    # Before reading anything: a table built with another feature definition needs a rebuild, not a batch.
+    check_feature_definition(read_catalog(lake, base, spec), spec)
     recorded = read_stored_offsets(lake, base, spec)
 
     staging = state_dir() / "ingest" / run_branch_name(run_id, BRANCH_PREFIX)

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import layout
@@ -134,8 +135,12 @@ def open_store(location: DataLocation, lake: Lake | None = None) -> TableStore:
     return LocalStore(location.root)
 
 
+DAY_MS = 86_400_000
+
+
 def read_model_table(store: TableStore, spec: DatasetSpec) -> pd.DataFrame:
-    """The whole model table (every split), rows sorted by event id."""
+    """The model table (every split), rows sorted by event id: every batch, or with the spec's
+    `training.window_days` the rows whose event time is within that many days of the newest row."""
     prefix = layout.features_prefix(spec)
     meta = f"{prefix}_meta/"
     parts = [p for p in store.list(prefix) if p.endswith(".parquet") and not p.startswith(meta)]
@@ -144,8 +149,18 @@ def read_model_table(store: TableStore, spec: DatasetSpec) -> pd.DataFrame:
             f"no model table under {prefix!r} in this data version: run ingest_job first so that a "
             "validated dataset reaches lakeFS main"
         )
+    window = spec.training.window_days
+    cutoff = None
+    if window is not None:
+        cutoff, parts = _window_parts(store, spec, parts, window)
     tables = [pq.read_table(io.BytesIO(store.read(p))) for p in parts]
-    df = pa.concat_tables(tables, promote_options="default").to_pandas()
+    table = pa.concat_tables(tables, promote_options="default")
+    if window is not None:
+        if cutoff is None and table.num_rows:  # no batch catalog: the newest row decides
+            cutoff = int(pc.max(table.column(spec.timestamp)).as_py()) - int(window * DAY_MS)
+        if cutoff is not None:
+            table = table.filter(pc.greater_equal(table.column(spec.timestamp), cutoff))
+    df = table.to_pandas()
     missing = [c for c in layout.feature_table_columns(spec) if c not in df.columns]
     if missing:
         raise FlywheelError(f"model table under {prefix!r} lacks columns {missing} (see pipelines/layout.py)")
@@ -154,6 +169,21 @@ def read_model_table(store: TableStore, spec: DatasetSpec) -> pd.DataFrame:
         if not (df[layout.SPLIT_COLUMN] == split).any():
             raise FlywheelError(f"model table under {prefix!r} has no {split!r} rows; training needs both")
     return df
+
+
+def _window_parts(store: TableStore, spec: DatasetSpec, parts: list[str], days: float) -> tuple[int | None, list[str]]:
+    """(cutoff event time, the parts that can hold rows at or after it) from the batch catalog's per-batch
+    event-time ranges (pipelines.features.batches), so older batches are not even read; without a catalog
+    (a local copy, an old table) every part, and the caller derives the cutoff from the rows."""
+    path = layout.batches_path(spec)
+    if not store.exists(path):
+        return None, parts
+    batches = [b for b in json.loads(store.read(path)).get("batches", []) if b.get("max_ts") is not None]
+    if not batches:
+        return None, parts
+    cutoff = max(int(b["max_ts"]) for b in batches) - int(days * DAY_MS)
+    recent = {p for b in batches if int(b["max_ts"]) >= cutoff for p in b.get("feature_paths", [])}
+    return cutoff, [p for p in parts if p in recent]
 
 
 def read_vocabularies(store: TableStore, spec: DatasetSpec) -> dict[str, list[str]] | None:

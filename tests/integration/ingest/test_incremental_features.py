@@ -12,67 +12,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from streams import stream as make_stream
 
 from pipelines.features.aggregates import definitions, longest_window_ms, reference_values
 from pipelines.features.build import history_columns, model_table
 from pipelines.features.history import entity_ranges
 from pipelines.features.rebuild import full_model_table
-from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN, raw_schema
 from pipelines.spec import load_spec
-from pipelines.spec.samples import null_mask, sample_columns
 
 pytestmark = pytest.mark.integration
 SPEC = load_spec("transactions")
-H = 3_600_000
-T0 = 1_767_225_600_000
-BATCH_SPAN = 40 * H
 
 
-def event_rows(n: int, seed: int, prefix: str, ts: np.ndarray, keys: list[str]) -> dict[str, list]:
-    cols = sample_columns(SPEC, n, seed=seed, prefix=prefix, entities=len(set(keys)) or 1)
-    out: dict[str, list] = {}
-    for field in raw_schema(SPEC):
-        if field.name in (PARTITION_COLUMN, OFFSET_COLUMN):
-            continue
-        mask = null_mask(cols, field.name)
-        values = cols[field.name].tolist()
-        out[field.name] = [None if mask is not None and mask[i] else v for i, v in enumerate(values)]
-    out[SPEC.timestamp] = [int(t) for t in ts]
-    out[SPEC.entity_key] = keys
-    return out
-
-
-def stream(batches: int = 6, per_batch: int = 150, seed: int = 3) -> list[pa.Table]:
-    """Raw tables of consecutive batches (raw schema, Kafka positions increasing)."""
-    rng = np.random.default_rng(seed)
-    entities = [f"c{i:02d}" for i in range(25)]
-    out: list[pa.Table] = []
-    offset = 0
-    for b in range(batches):
-        start = T0 + b * BATCH_SPAN
-        ts = start + rng.integers(0, BATCH_SPAN, per_batch)
-        late = rng.choice(per_batch, 20, replace=False)
-        ts[late] = start - rng.integers(1, 200, 20) * H  # late: 1h to 200h before the batch began
-        keys = [entities[i] for i in rng.integers(0, len(entities), per_batch)]
-        ties = rng.choice(per_batch, 6, replace=False)
-        ts[ties[3:]] = ts[ties[:3]]  # equal timestamps ...
-        for a, c in zip(ties[:3], ties[3:], strict=True):
-            keys[c] = keys[a]  # ... within one entity
-        if b in (0, batches - 1):  # one entity quiet for 200h between the first and the last batch
-            ts[:2] = [T0 + H, T0 + 200 * H + H] if b == 0 else [start + H, start + 2 * H]
-            keys[:2] = ["quiet", "quiet"]
-        rows = event_rows(per_batch, seed * 100 + b, f"b{b}", ts, keys)
-        table = pa.table(rows)
-        if b >= 2:  # re-sends: 10 events of the previous batch (changed amount) and 3 of this one
-            prev = out[-1].slice(5, 10).drop_columns([PARTITION_COLUMN, OFFSET_COLUMN])
-            prev = prev.set_column(prev.schema.get_field_index("amount"), "amount", pa.array([1.0] * 10))
-            table = pa.concat_tables([table.cast(prev.schema), prev, table.slice(0, 3).cast(prev.schema)])
-        n = table.num_rows
-        table = table.append_column(PARTITION_COLUMN, pa.array(np.zeros(n, dtype=np.int32)))
-        table = table.append_column(OFFSET_COLUMN, pa.array(np.arange(offset, offset + n, dtype=np.int64)))
-        offset += n
-        out.append(table.cast(raw_schema(SPEC)))
-    return out
+def stream(batches: int = 6) -> list[pa.Table]:
+    return make_stream(SPEC, batches=batches)
 
 
 def incremental(spark, batches: list[pa.Table]) -> list[pa.Table]:
