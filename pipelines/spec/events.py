@@ -220,6 +220,11 @@ class EventChecker:
         nullable = any(f.nullable for f in spec.categorical_features)
         strings = 3 if spec.entity_key else 2  # the event id, the entity key (if any) and the timestamp
         self._quotes = 0 if nullable else 2 * (len(self._fields) + strings + len(spec.categorical_features))
+        from pipelines.spec.fastcheck import compile_fast_path
+
+        # `values`: the ingestion hot path, a generated fast path that hands every unusual event to
+        # `general_values` (the same answers, half the CPU on clean events; see pipelines.spec.fastcheck).
+        self.values: Callable[[bytes | str], list[Any] | str] = compile_fast_path(self)
 
     def check_obj(self, obj: Any) -> EventCheck:
         values = self.values_obj(obj)
@@ -240,8 +245,9 @@ class EventChecker:
             return EventCheck(None, values)
         return EventCheck(dict(zip(self._fields, values, strict=True)), None)
 
-    def values(self, raw: bytes | str) -> list[Any] | str:
-        """`check` for the ingestion hot path: values in `spec.event_fields` order, or the reason. Never raises."""
+    def general_values(self, raw: bytes | str) -> list[Any] | str:
+        """Values in `spec.event_fields` order, or the reason. Never raises. `values` gives the same answers
+        faster; this is the check it falls back to."""
         try:
             obj = _loads(raw)
         except ValueError as exc:  # orjson's JSONDecodeError (invalid UTF-8 included) is a ValueError

@@ -260,3 +260,18 @@ def test_check_obj_never_raises(data: st.DataObject) -> None:
     assert result.ok != bool(result.reason)
     if result.ok:
         assert_typed(spec, [result.record[name] for name in spec.event_fields])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_the_fast_path_answers_exactly_as_the_general_check(data: st.DataObject) -> None:
+    """pipelines.spec.fastcheck: whatever the spec and the event, `values` (the generated fast path) gives the
+    general check's answer: the same values with the same types, or the same reason."""
+    spec = data.draw(specs())
+    fields = {field: plausible(spec, field) for field in spec.event_fields}
+    checker = checker_for(spec)
+    for raw, _ in data.draw(st.lists(payloads(spec, fields), min_size=1, max_size=8)):
+        fast, general = checker.values(raw), checker.general_values(raw)
+        assert fast == general, (raw, fast, general)
+        assert [type(v) for v in fast] == [type(v) for v in general] if isinstance(fast, list) else True
+        assert checker.values(raw.decode("utf-8", "replace")) == checker.general_values(raw.decode("utf-8", "replace"))

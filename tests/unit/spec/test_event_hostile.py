@@ -99,6 +99,7 @@ def test_any_exception_while_checking_one_event_becomes_its_reason(monkeypatch: 
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setattr(events_module, "_loads", too_deep)
+    checker = EventChecker(SPEC)  # the fast path binds the parser when it is generated
     assert checker.values(raw) == "checking the event failed: RecursionError"
     assert checker.check(raw).reason == "checking the event failed: RecursionError"
 
