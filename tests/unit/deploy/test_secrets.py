@@ -89,8 +89,30 @@ def _secret_names(node: Any) -> set[str]:
     return set()
 
 
+def _manifest_secret_names(node: Any) -> set[str]:
+    """Secrets a Kubernetes manifest references: secretKeyRef, envFrom secretRef, secret volumes."""
+    names: set[str] = set()
+    if isinstance(node, dict):
+        for key in ("secretKeyRef", "secretRef"):
+            if isinstance(node.get(key), dict):
+                names.add(node[key]["name"])
+        if isinstance(node.get("secret"), dict) and "secretName" in node["secret"]:
+            names.add(node["secret"]["secretName"])
+        for value in node.values():
+            names |= _manifest_secret_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            names |= _manifest_secret_names(value)
+    return names
+
+
 def test_every_referenced_secret_is_documented() -> None:
     names = _secret_names(VALUES) | {VALUES["global"]["postgresqlSecretName"]}
+    for path in sorted((DEPLOY / "k8s").rglob("*.y*ml")):
+        names |= _manifest_secret_names(list(yaml.safe_load_all(path.read_text())))
+    instance = yaml.safe_load((DEPLOY / "dagster/dagster.yaml").read_text())["run_launcher"]["config"]
+    names |= set(instance["env_secrets"]) | {instance["postgres_password_secret"]}
+    assert {"flywheel-serving", "flywheel-online-store"} <= names
     names |= set(k8s.TrainingPodConfig(name="x", image="i", entry_args=[]).secrets)
     names |= set(K8sTrainingLauncher().secrets)
     assert names >= {"flywheel-lakefs", "flywheel-mlflow", "flywheel-dagster-postgresql"}

@@ -36,6 +36,7 @@ def env_of(c: dict) -> dict[str, dict]:
 
 
 DEPLOYMENTS = [d for d in documents("k8s/**/*.yaml") if d["kind"] == "Deployment"]
+WORKLOADS = DEPLOYMENTS + [d for d in documents("k8s/features/*.yaml") if d["kind"] == "Job"]
 
 
 def test_serving_probes_follow_the_agreed_endpoints() -> None:
@@ -48,7 +49,7 @@ def test_serving_probes_follow_the_agreed_endpoints() -> None:
     env = env_of(c)
     assert env["FLYWHEEL_SERVING_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "flywheel-serving",
-        "key": "admin-token",
+        "key": "FLYWHEEL_SERVING_ADMIN_TOKEN",  # the env name: run pods take the same Secret with envFrom
     }
     assert int(env["FLYWHEEL_SERVING_POLL_SECONDS"]["value"]) > 0
     assert "secretKeyRef" in env["FLYWHEEL_ONLINE_STORE_URL"]["valueFrom"]  # the URL carries the password
@@ -78,7 +79,7 @@ def test_service_pdb_hpa_and_podmonitors_select_the_right_pods() -> None:
         assert {e["port"] for e in spec["podMetricsEndpoints"]} <= ports, name
 
 
-@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["metadata"]["name"])
+@pytest.mark.parametrize("deployment", WORKLOADS, ids=lambda d: d["metadata"]["name"])
 def test_every_command_is_one_the_cli_accepts(deployment: dict) -> None:
     command = container(deployment)["command"]
     assert command[0] == "flywheel"
@@ -86,7 +87,7 @@ def test_every_command_is_one_the_cli_accepts(deployment: dict) -> None:
     assert callable(args.func)
 
 
-@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["metadata"]["name"])
+@pytest.mark.parametrize("deployment", WORKLOADS, ids=lambda d: d["metadata"]["name"])
 def test_workloads_get_no_api_token_and_a_declared_service_account(deployment: dict) -> None:
     spec = deployment["spec"]["template"]["spec"]
     assert spec["automountServiceAccountToken"] is False
