@@ -100,7 +100,7 @@ PIPELINE = [
     MetricDef(
         "flywheel_features_updater_events",
         "counter",
-        "Events the feature updater read, by outcome (applied, duplicate, too_old, rejected)",
+        "Events the feature updater read, by outcome (applied, duplicate, rejected)",
         ("spec", "outcome"),
     ),
     MetricDef("flywheel_features_updater_lag_events", "gauge", "Events not yet applied to the online store", ("spec",)),

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 EVENTS = "flywheel_features_updater_events"
 LAG = "flywheel_features_updater_lag_events"
-OUTCOMES = {"applied": "applied", "duplicate": "duplicates", "too_old": "too_old", "rejected": "rejected"}
+OUTCOMES = {"applied": "applied", "duplicate": "duplicates", "rejected": "rejected"}
 
 
 class UpdaterMetrics:

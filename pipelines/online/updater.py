@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ from pipelines.errors import FlywheelError
 from pipelines.features.aggregates import aggregated_columns
 from pipelines.features.online.api import OnlineStoreUnavailable
 from pipelines.features.online.layout import member
-from pipelines.features.online.store import RedisOnlineStore
+from pipelines.features.online.store import ApplyResult, RedisOnlineStore
 from pipelines.ingest.consume import topic_partitions
 from pipelines.ingest.offsets import StoredOffsets, current_topic_id, reconcile
 from pipelines.spec.events import checker_for
@@ -58,7 +59,7 @@ class UpdaterStats:
     events: int = 0  # records read from Kafka
     applied: int = 0
     duplicates: int = 0
-    too_old: int = 0
+    trimmed: int = 0  # applied events that later fell out of the kept history
     rejected: int = 0
     conflicts: int = 0  # batches another updater had applied already (skipped)
     seconds: float = 0.0
@@ -100,6 +101,8 @@ class Updater:
         self._tps: dict[int, Any] = {}
         self._last_commit = 0.0
         self._group_commit_failed = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-online-apply")
+        self._in_flight: tuple[Future, int, Sequence[Any], int] | None = None
 
     # --- start ----------------------------------------------------------------------------------------
     def start(self, topic_timeout_s: float = 30.0) -> dict[int, int]:
@@ -135,9 +138,16 @@ class Updater:
 
     def resync(self) -> dict[int, int]:
         """Seek back to the offsets the store holds (after a store error: what was applied is in them)."""
+        if self._in_flight is not None:
+            self._in_flight[0].exception()  # wait for it; its outcome is in the stored offsets either way
+            self._in_flight = None
         return self._seek(self.store.state().offsets)
 
     def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._pool.shutdown(wait=True)
         if self.consumer is not None:
             self._commit_group(force=True)
             self.consumer.close()
@@ -168,11 +178,30 @@ class Updater:
         return n
 
     def apply_records(self, partition: int, records: Sequence[Any]) -> None:
-        """Check and apply one partition's records (offset order), in calls of MAX_EVENTS_PER_CALL."""
-        for start in range(0, len(records), MAX_EVENTS_PER_CALL):
-            self._apply_chunk(partition, records[start : start + MAX_EVENTS_PER_CALL])
+        """Check and apply one partition's records (offset order), in calls of MAX_EVENTS_PER_CALL.
 
-    def _apply_chunk(self, partition: int, records: Sequence[Any]) -> None:
+        Each call runs in the background while this thread checks the next records or polls Kafka (the
+        store works on another core); `flush()` waits for it. Calls go out one at a time, in order."""
+        for start in range(0, len(records), MAX_EVENTS_PER_CALL):
+            chunk = records[start : start + MAX_EVENTS_PER_CALL]
+            events, rejected = self._prepare(chunk)
+            self.flush()
+            call = self._pool.submit(
+                self.store.apply, events, partition, chunk[0].offset, chunk[-1].offset + 1, rejected
+            )
+            self._in_flight = (call, partition, chunk, rejected)
+
+    def flush(self) -> None:
+        """Wait for the call in flight and account for it; raises what it raised (e.g. OnlineStoreUnavailable)."""
+        if self._in_flight is None:
+            return
+        call, partition, chunk, rejected = self._in_flight
+        self._in_flight = None
+        self._account(call.result(), partition, chunk, rejected)
+
+    def _prepare(self, records: Sequence[Any]) -> tuple[list[tuple[str, int, str, str]], int]:
+        """The event check on each record: (entity, event time, id, member) of the valid ones, and how many
+        were rejected (counted by reason; they never reach the store)."""
         values_of = self.checker.values
         columns = self._columns
         events: list[tuple[str, int, str, str]] = []
@@ -186,11 +215,13 @@ class Updater:
                 rejected += 1
                 kind = str(row)[:80]
                 reasons[kind] = reasons.get(kind, 0) + 1
-        first, nxt = records[0].offset, records[-1].offset + 1
-        result = self.store.apply(events, partition, first, nxt, rejected)
+        return events, rejected
+
+    def _account(self, result: ApplyResult, partition: int, records: Sequence[Any], rejected: int) -> None:
         if result.conflict_offset is not None:
             # Another updater (or this one before a lost reply) applied a prefix already: apply the rest only.
             self.stats.conflicts += 1
+            first, nxt = records[0].offset, records[-1].offset + 1
             rest = [r for r in records if r.offset >= result.conflict_offset]
             log.warning(
                 "partition %d: offsets %d..%d were applied already (the store is at %d); applying only the rest",
@@ -200,13 +231,15 @@ class Updater:
                 result.conflict_offset,
             )
             if rest:
-                self._apply_chunk(partition, rest)
+                events, rest_rejected = self._prepare(rest)
+                again = self.store.apply(events, partition, rest[0].offset, nxt, rest_rejected)
+                self._account(again, partition, rest, rest_rejected)
             elif self._tps:
                 self.consumer.seek(self._tps[partition], max(result.conflict_offset, nxt))
             return
         self.stats.applied += result.applied
         self.stats.duplicates += result.duplicates
-        self.stats.too_old += result.too_old
+        self.stats.trimmed += result.trimmed
         self.stats.rejected += rejected
 
     def _commit_group(self, force: bool = False) -> None:
@@ -227,7 +260,8 @@ class Updater:
     # --- loops ------------------------------------------------------------------------------------------
     def caught_up(self) -> bool:
         """Every partition's position reached the high watermark of the last fetch (not ListOffsets, which
-        Tansu answers short of the end)."""
+        Tansu answers short of the end), and what was read is applied."""
+        self.flush()
         for tp in self._tps.values():
             hw = self.consumer.highwater(tp)
             if hw is None or self.consumer.position(tp) < hw:
@@ -252,6 +286,7 @@ class Updater:
             idle_polls += 1
             if idle_polls >= 1 and self.caught_up():
                 break
+        self.flush()
         self.stats.seconds += time.monotonic() - t0
         return self.stats
 
@@ -277,9 +312,11 @@ class Updater:
         t0 = time.monotonic()
         while not stop.is_set():
             try:
-                self.poll_once()
+                if not self.poll_once():
+                    self.flush()  # nothing new: make what was read visible now, not at the next poll
                 now = time.monotonic()
                 if now - last_beat >= heartbeat_s:
+                    self.flush()
                     self.store.heartbeat(updater_events=self.stats.events, updater_lag=self.lag() or 0)
                     if on_beat is not None:
                         on_beat(self)

@@ -13,7 +13,7 @@ from pipelines.features.aggregates import NO_HISTORY, definitions, longest_windo
 from pipelines.features.online import NoAggregates, StoreNotConfigured, connect
 from pipelines.features.online.api import OnlineStoreUnavailable
 from pipelines.features.online.layout import member
-from pipelines.features.online.store import RedisOnlineStore
+from pipelines.features.online.store import TRIM_EVERY, RedisOnlineStore
 from pipelines.spec import load_spec
 
 SPEC = load_spec("transactions")
@@ -24,6 +24,14 @@ def event(entity: str, ts: int, eid: str, amount: float | None) -> tuple[str, in
     return entity, ts, eid, member(ts, [amount], eid)
 
 
+def eid(e: tuple[str, int, str, str]) -> str:
+    return e[2]
+
+
+def ts_of(e: tuple[str, int, str, str]) -> int:
+    return e[1]
+
+
 def store_at(url: str, lateness_ms: int = HOUR) -> RedisOnlineStore:
     store = RedisOnlineStore(SPEC, url, timeout_s=2.0, lateness_ms=lateness_ms)
     store.init(SPEC.topic.name, None)
@@ -31,8 +39,8 @@ def store_at(url: str, lateness_ms: int = HOUR) -> RedisOnlineStore:
 
 
 def reference(entity_events: list[tuple[str, int, str, str]], amounts: dict[str, float | None], t: int) -> dict:
-    ts = np.array([e[1] for e in entity_events], dtype=np.int64)
-    col = np.array([np.nan if amounts[e[2]] is None else amounts[e[2]] for e in entity_events], dtype=np.float64)
+    ts = np.array([ts_of(e) for e in entity_events], dtype=np.int64)
+    col = np.array([np.nan if amounts[eid(e)] is None else amounts[eid(e)] for e in entity_events], dtype=np.float64)
     return reference_values(definitions(SPEC), ts, {"amount": col}, t)
 
 
@@ -76,19 +84,28 @@ def test_a_resent_event_counts_once_and_the_earliest_copy_wins(redis_url: str) -
 
 
 def test_history_is_trimmed_beyond_the_longest_window_plus_lateness(redis_url: str) -> None:
+    """Trimming bounds memory only: an insert whose event time is a multiple of TRIM_EVERY trims its entity to
+    the longest window + lateness before it; lookups from the newest event - lateness on stay exact."""
     store = store_at(redis_url, lateness_ms=HOUR)
     keep = longest_window_ms(SPEC) + HOUR
-    events = [event("c", i * 6 * HOUR, f"e{i}", 1.0) for i in range(200)]  # 50 days, 4 a day
+    events = [event("c", i * 6 * HOUR + 3 * i, f"e{i}", 1.0) for i in range(200)]  # 50 days, 4 a day
     for chunk in range(0, 200, 7):
         store.apply(events[chunk : chunk + 7])
-    newest = events[-1][1]
+    last_trim = max(ts_of(e) for e in events if ts_of(e) % TRIM_EVERY == 0)
     kept = store.client.zrange(store.keys.history("c"), 0, -1, withscores=True)
-    assert min(score for _, score in kept) >= newest - keep
+    assert min(score for _, score in kept) >= last_trim - keep
+    assert len(kept) < 0.3 * len(events) and store.state().counters["trimmed"] == len(events) - len(kept)
     assert store.client.hlen(store.keys.ids("c")) == len(kept)  # the dedup ids go with their events
-    assert store.apply([event("c", newest - keep - 1, "late", 1.0)]).too_old == 1
-    for t in (newest + 1, newest - HOUR, newest + 3 * 24 * HOUR):  # exact from newest - lateness on
+    newest = ts_of(events[-1])
+    late = event("c", newest - keep - 1, "late", 1.0)  # too old to matter: kept until a trimming insert
+    store.apply([late])
+    trimming = event("c", newest + TRIM_EVERY - newest % TRIM_EVERY, "trims", 1.0)
+    store.apply([trimming])
+    assert store.client.zscore(store.keys.history("c"), late[3]) is None
+    everything = [*events, late, trimming]
+    for t in (ts_of(trimming) + 1, ts_of(trimming) - HOUR, ts_of(trimming) + 3 * 24 * HOUR):
         (values,) = store.lookup(["c"], [t])
-        assert values == reference([e for e in events], {e[2]: 1.0 for e in events}, t)
+        assert values == reference(everything, {eid(e): 1.0 for e in everything}, t)
 
 
 def test_offsets_move_with_the_state_and_a_batch_is_never_applied_twice(redis_url: str) -> None:

@@ -44,6 +44,7 @@ def test_a_rejected_event_never_reaches_the_state(redis_url: str) -> None:
     batch = [good("c", 1_000, "ok-1"), json.dumps(bad_amount).encode(), b"{not json", None]
     batch += [json.dumps(missing_key).encode(), good("c", 3_000, "ok-2", 20.0)]
     updater.apply_records(0, records(batch, first_offset=40))
+    updater.flush()
     (values,) = updater.store.lookup(["c"], [T0 + 10_000])
     assert values["cust_txn_count_24h"] == 2.0 and values["cust_amount_sum_24h"] == 30.0
     assert not updater.store.client.hexists(updater.store.keys.ids("c"), "bad-1")
@@ -58,7 +59,9 @@ def test_replayed_records_are_applied_once(redis_url: str) -> None:
     updater = updater_at(redis_url)
     batch = records([good("c", 1_000 + i, f"e{i}") for i in range(10)])
     updater.apply_records(1, batch[:6])
+    updater.flush()
     updater.apply_records(1, batch)  # overlaps 0..5: only 6..9 are applied
+    updater.flush()
     assert updater.store.state().offsets == {1: 10}
     (values,) = updater.store.lookup(["c"], [T0 + 100_000])
     assert values["cust_txn_count_24h"] == 10.0 and updater.stats.conflicts == 1
@@ -74,6 +77,7 @@ def test_late_events_online_versus_offline(redis_url: str) -> None:
     for offset, (ts, eid, amount) in enumerate(arrival):
         online.append(updater.store.lookup(["c"], [T0 + ts])[0])  # serving: the request arrives with the event
         updater.apply_records(0, records([good("c", ts, eid, amount)], first_offset=offset))
+        updater.flush()
     all_ts = np.array([ts for ts, _, _ in arrival], dtype=np.int64)
     amounts = {"amount": np.array([a for _, _, a in arrival])}
     offline = [reference_values(definitions(SPEC), all_ts, amounts, ts) for ts, _, _ in arrival]
