@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipelines.spec.model import BooleanFeature, CategoricalFeature, NumericFeature
+from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
 
-if TYPE_CHECKING:
-    from pipelines.spec.events import EventChecker
+Check = Callable[[bytes | str], list[Any] | str]
 
 _INT64 = "-9223372036854775808 <= {v} <= 9223372036854775807"
 _PLAIN_MS = 100_000_000_000  # above this an integer timestamp is epoch milliseconds as sent (the general rule)
@@ -42,17 +41,24 @@ def _finite(bound: float | None) -> bool:
     return bound is not None and math.isfinite(bound)
 
 
-def compile_fast_path(checker: EventChecker) -> Callable[[bytes | str], list[Any] | str]:
-    """`checker.general_values` with a generated fast path in front (see the module docstring)."""
-    from pipelines.spec.events import MAX_EPOCH_MS, _failed, _loads
-
-    spec = checker.spec
+def compile_fast_path(
+    spec: DatasetSpec,
+    *,
+    general: Check,
+    decided: Callable[[Any, bytes], list[Any] | str],
+    loads: Callable[[bytes], Any],
+    failed: Callable[[BaseException], str],
+    max_epoch_ms: int,
+) -> Check:
+    """`general` (the whole check of raw input) with a generated fast path in front; `decided(obj, raw)` is the
+    general check of an event already parsed, `loads` its parser and `failed` its reason for an exception
+    (see the module docstring)."""
     env: dict[str, Any] = {
-        "loads": _loads,
-        "general": checker.general_values,
-        "decided": checker._values,
-        "failed": _failed,
-        "MAX_MS": MAX_EPOCH_MS,
+        "loads": loads,
+        "general": general,
+        "decided": decided,
+        "failed": failed,
+        "MAX_MS": max_epoch_ms,
     }
     fields = list(spec.event_fields)
     conds: list[str] = []
