@@ -5,8 +5,10 @@
     flywheel_ingest_rows{dataset}                 rows of the latest validated_dataset record (else of features)
     flywheel_ingest_quarantine_fraction{dataset}  quarantined / events of the latest raw_events record
     flywheel_gate_decisions_total{model,decision} model versions tagged passed/rejected by the gate (MLflow tags)
-    flywheel_drift_score{feature,statistic}, flywheel_drift_detected, flywheel_retrain_circuit_open
-                                                  the latest drift_report record, when there is one
+    flywheel_drift_score{feature,statistic}, flywheel_drift_detected
+                                                  the latest drift record (drift_report asset or the check's
+                                                  reports/drift/latest.json), when there is one
+    flywheel_retrain_circuit_open                 the drift sensor's guard state (reports/drift/guard.json)
     flywheel_exporter_source_up{source}           1 when that source answered within the timeout, else 0
 
 Stage records are read as the plain JSON resources/records_io.py writes (`<base>/flywheel-records/<asset>.json`,
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -31,13 +33,16 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipelines.lineage import keys
+from pipelines.lineage.records import RecordError, record_from_json
 from pipelines.observability.metrics import CATALOG, PIPELINE, create
 from pipelines.registry import DECISION_TAG
 
 log = logging.getLogger(__name__)
 
 RECORDS_FOLDER = "flywheel-records"  # resources/records_io.py: <base>/flywheel-records/<asset>.json
-DRIFT_ASSET = "drift_report"
+# The drift helper's files (pipelines/monitoring/stage.py, metrics.py), relative to <base>/flywheel-records.
+DRIFT_FILES = ("drift_report.json", "reports/drift/latest.json")
+GUARD_FILE = "reports/drift/guard.json"
 DECISIONS = ("passed", "rejected")
 PIPELINE_NAMES = [m.name for m in PIPELINE]
 SOURCE_UP = "flywheel_exporter_source_up"
@@ -93,43 +98,68 @@ def ingest_samples(base: Path) -> list[Sample]:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
+    if isinstance(value, bool | int | float):
         return float(value)
     return None
 
 
-def drift_samples(base: Path) -> list[Sample]:
-    """Scores, verdict and breaker state from the latest drift_report record (nothing when there is none).
+def latest_drift(base: Path) -> tuple[str, dict[str, Any]] | None:
+    """The newest drift record: the `drift_report` asset's, or the drift check's latest.json (the sensor's checks
+    write only that one), whichever was checked last; (JSON text, record)."""
+    newest: tuple[float, str, dict[str, Any]] | None = None
+    for relative in DRIFT_FILES:
+        path = base / RECORDS_FOLDER / relative
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        record = read_record(base, relative.removesuffix(".json"))
+        checked = _number((record or {}).get("checked_at")) or 0.0
+        if record is not None and (newest is None or checked > newest[0]):
+            newest = (checked, text, record)
+    return (newest[1], newest[2]) if newest else None
 
-    Scores are read from `scores` as {feature: {statistic: value}} or as a list of
-    {"feature", "statistic", "value"|"score"} rows; the verdict from `drifted`/`detected`; the breaker from
-    `circuit_open`/`breaker_open`.
-    """
-    record = read_record(base, DRIFT_ASSET)
-    if record is None:
-        return []
+
+def drift_scores(text: str, record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{feature: {statistic: value}}: the record class's own `scores` when this code has it
+    (pipelines.lineage.records.DriftReport), else the same mapping read from the JSON."""
+    try:
+        scores = getattr(record_from_json(text), "scores", None)
+        if isinstance(scores, dict):
+            return scores
+    except RecordError:
+        pass  # an older checkout without the drift record class: read the JSON below
+    if isinstance(record.get("scores"), dict):
+        return record["scores"]
+    out: dict[str, dict[str, float]] = {}
+    for col in record.get("columns") or []:
+        values = {"psi": col.get("psi"), "js": col.get("js"), "ks": col.get("ks")}
+        if col.get("test") == "chi2":
+            values["chi2"] = col.get("statistic")
+        else:
+            values["ks_p"] = col.get("p_value")
+        out[str(col.get("name"))] = {k: float(v) for k, v in values.items() if _number(v) is not None}
+    return out
+
+
+def drift_samples(base: Path) -> list[Sample]:
+    """Scores and verdict of the latest drift record and the retraining breaker's state (guard.json, written by
+    the drift sensor); nothing for what does not exist yet."""
     samples: list[Sample] = []
-    scores = record.get("scores") or {}
-    rows: Iterable[tuple[str, str, Any]]
-    if isinstance(scores, dict):
-        rows = ((f, s, v) for f, stats in scores.items() if isinstance(stats, dict) for s, v in stats.items())
-    else:
-        rows = ((r.get("feature"), r.get("statistic"), r.get("value", r.get("score"))) for r in scores)
-    for feature, statistic, value in rows:
-        number = _number(value)
-        if feature and statistic and number is not None:
-            samples.append(
-                Sample("flywheel_drift_score", number, {"feature": str(feature), "statistic": str(statistic)})
-            )
-    for metric, names in (
-        ("flywheel_drift_detected", ("drifted", "detected")),
-        ("flywheel_retrain_circuit_open", ("circuit_open", "breaker_open")),
-    ):
-        value = next((_number(record[n]) for n in names if n in record), None)
-        if value is not None:
-            samples.append(Sample(metric, value))
+    latest = latest_drift(base)
+    if latest is not None:
+        text, record = latest
+        for feature, stats in drift_scores(text, record).items():
+            for statistic, value in stats.items():
+                labels = {"feature": feature, "statistic": statistic}
+                samples.append(Sample("flywheel_drift_score", float(value), labels))
+        if _number(record.get("drifted")) is not None:
+            samples.append(Sample("flywheel_drift_detected", float(record["drifted"])))
+    guard = base / RECORDS_FOLDER / GUARD_FILE
+    if guard.exists():
+        state = json.loads(guard.read_text())
+        if _number(state.get("breaker_open")) is not None:
+            samples.append(Sample("flywheel_retrain_circuit_open", float(state["breaker_open"])))
     return samples
 
 

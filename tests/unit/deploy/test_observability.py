@@ -141,8 +141,11 @@ def exporter_scrape(tmp: Path) -> set[str]:
     published = DatasetVersion(repository="r", commit="c", tag="t", version=1, spec="transactions",
                                features_path="f/", metadata={keys.ROWS: "9"})  # fmt: skip
     (records / "validated_dataset.json").write_text(record_to_json(published))
-    drift = {"scores": {"amount": {"psi": 0.1}}, "drifted": False, "circuit_open": False}
+    column = {"name": "amount", "test": "ks", "psi": 0.1, "js": 0.05, "ks": 0.1, "p_value": 0.2}
+    drift = {"spec": "transactions", "decision": "no drift", "drifted": False, "columns": [column]}
     (records / "drift_report.json").write_text(json.dumps({"kind": "drift_report", "schema": 1, "record": drift}))
+    (records / "reports" / "drift").mkdir(parents=True)
+    (records / "reports" / "drift" / "guard.json").write_text(json.dumps({"breaker_open": False}))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_registered_model("m")

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines.cli import build_parser
 from pipelines.lineage import keys
 from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch, record_to_json
-from pipelines.observability.exporter import RECORDS_FOLDER, Exporter, Sample, readers_for, serve
+from pipelines.observability.exporter import RECORDS_FOLDER, Exporter, Sample, drift_scores, readers_for, serve
 from pipelines.registry import DECISION_TAG
 
 
@@ -64,17 +64,29 @@ def test_ingestion_values_come_from_the_latest_records(tmp_path: Path) -> None:
     assert not any(name.startswith("flywheel_drift") for name, _ in got)
 
 
-def test_drift_report_gives_scores_verdict_and_breaker(tmp_path: Path) -> None:
-    folder = tmp_path / RECORDS_FOLDER
-    folder.mkdir()
-    report = {"scores": {"amount": {"psi": 0.31, "ks": 0.12}, "country": {"chi2": 0.02}}, "drifted": True,
-              "circuit_open": False}  # fmt: skip
-    (folder / "drift_report.json").write_text(json.dumps({"kind": "drift_report", "schema": 1, "record": report}))
+def drift_record(drifted: bool, checked_at: float, psi: float) -> str:
+    """A drift record as pipelines/monitoring writes it (DriftReport's JSON: per column statistics)."""
+    columns = [
+        {"name": "amount", "test": "ks", "psi": psi, "js": 0.05, "ks": 0.12, "p_value": 0.001},
+        {"name": "country", "test": "chi2", "psi": 0.01, "js": 0.02, "statistic": 3.5, "p_value": 0.3},
+    ]
+    record = {"spec": "transactions", "decision": "drift" if drifted else "no drift", "drifted": drifted,
+              "columns": columns, "checked_at": checked_at}  # fmt: skip
+    return json.dumps({"kind": "drift_report", "schema": 1, "record": record})
+
+
+def test_drift_record_gives_scores_verdict_and_the_guard_gives_the_breaker(tmp_path: Path) -> None:
+    drift = tmp_path / RECORDS_FOLDER / "reports" / "drift"
+    drift.mkdir(parents=True)
+    (tmp_path / RECORDS_FOLDER / "drift_report.json").write_text(drift_record(False, checked_at=100.0, psi=0.02))
+    (drift / "latest.json").write_text(drift_record(True, checked_at=200.0, psi=0.31))  # a newer check (sensor)
+    (drift / "guard.json").write_text(json.dumps({"breaker_open": True, "consecutive_rejections": 3}))
     got = samples(Exporter(readers_for(tmp_path, None, None)).render())
     assert got[("flywheel_drift_score", (("feature", "amount"), ("statistic", "psi")))] == pytest.approx(0.31)
-    assert got[("flywheel_drift_score", (("feature", "country"), ("statistic", "chi2")))] == pytest.approx(0.02)
+    assert got[("flywheel_drift_score", (("feature", "amount"), ("statistic", "ks")))] == pytest.approx(0.12)
+    assert got[("flywheel_drift_score", (("feature", "country"), ("statistic", "chi2")))] == pytest.approx(3.5)
     assert got[("flywheel_drift_detected", ())] == 1
-    assert got[("flywheel_retrain_circuit_open", ())] == 0
+    assert got[("flywheel_retrain_circuit_open", ())] == 1
 
 
 def test_a_damaged_record_marks_its_source_down_and_keeps_the_rest(tmp_path: Path) -> None:
@@ -147,3 +159,12 @@ def test_http_server_answers_metrics_healthz_and_404() -> None:
 def test_the_cli_registers_the_exporter() -> None:
     args = build_parser().parse_args(["exporter", "--port", "9200", "--host", "0.0.0.0"])
     assert (args.command, args.port, args.host) == ("exporter", 9200, "0.0.0.0")
+
+
+def test_drift_scores_read_from_json_match_the_record_class() -> None:
+    text = drift_record(True, checked_at=1.0, psi=0.4)
+    record = json.loads(text)["record"]
+    own = drift_scores(text, record)  # DriftReport.scores where the record class exists
+    plain = drift_scores(text.replace('"drift_report"', '"not_a_known_kind"'), record)  # the JSON fallback
+    assert plain == own
+    assert plain["amount"]["psi"] == pytest.approx(0.4) and plain["country"]["chi2"] == pytest.approx(3.5)
