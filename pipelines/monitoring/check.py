@@ -128,10 +128,10 @@ def _edge_labels(edges: np.ndarray) -> list[str]:
     return [f"< {e[0]}", *(f"[{a}, {b})" for a, b in itertools.pairwise(e)), f">= {e[-1]}"]
 
 
-def numeric_drift(ref: NumericProfile, values: np.ndarray, kind: str, cfg: DriftSpec, seed: int = 0) -> ColumnDrift:
+def numeric_drift(ref: NumericProfile, values: np.ndarray, kind: str, cfg: DriftSpec) -> ColumnDrift:
     finite = values[~np.isnan(values)]
-    cur_counts = ref.bin_counts(finite)
-    d, p = stats.ks_from_sorted(ref.sorted_sample, sample_for_ks(finite, cfg.ks_max_samples, seed))
+    cur_counts = ref.bin_counts(values)
+    d, p = stats.ks_from_sorted(ref.sorted_sample, sample_for_ks(finite, cfg.ks_max_samples))
     return ColumnDrift(
         name=ref.name,
         kind=kind,

@@ -230,7 +230,7 @@ class DriftSpec(_Strict):
     min_samples: int = Field(default=1000, ge=1, description="no alarm on a window (or column) with fewer values")
     min_drifted_columns: int = Field(default=1, ge=1, description="drifted columns that make the dataset drift")
     bins: int = Field(default=10, ge=2, le=100, description="reference-quantile bins of PSI/JS for numerics")
-    ks_max_samples: int = Field(default=100_000, ge=1000, description="values per side the KS test sorts")
+    ks_max_samples: int = Field(default=50_000, ge=1000, description="values per side the KS test sorts")
     window_events: int = Field(default=20_000, ge=1, description="the current window: the latest N events")
     window_minutes: float | None = Field(default=None, gt=0, description="or: events of the last M minutes")
     max_null_rate_increase: float = Field(default=0.05, ge=0, le=1, description="null rate above the reference's")

@@ -35,6 +35,7 @@ def reference():
     return build_profile(table(generate_events(100_000, "baseline", seed=1)), SPEC, bins=10, ks_max_samples=100_000)
 
 
+@pytest.mark.slow  # many windows: make test runs it, make test-unit does not
 def test_baseline_streams_do_not_alarm_and_the_false_alarm_rate_is_bounded(reference) -> None:
     """40 fresh baseline streams (other seeds: other customers, so more than sampling noise) of a default window."""
     alarms, worst = 0, 0.0
@@ -47,6 +48,7 @@ def test_baseline_streams_do_not_alarm_and_the_false_alarm_rate_is_bounded(refer
     assert worst < 1.0  # no effect size reached its threshold in any window
 
 
+@pytest.mark.slow  # many windows: make test runs it, make test-unit does not
 def test_false_alarm_rate_of_the_tests_alone_is_at_most_alpha(reference) -> None:
     """Windows drawn row by row from one baseline pool (the null hypothesis exactly): with the effect-size
     thresholds set to ~0 the decision is the corrected tests alone, whose false-alarm rate BH bounds by alpha."""

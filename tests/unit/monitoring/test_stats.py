@@ -99,3 +99,25 @@ def test_auc_matches_sklearn_with_ties() -> None:
     score = np.round(rng.random(3000) * 0.5 + y * 0.3, 2)  # rounded: many ties
     assert stats.auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
     assert stats.auc(np.zeros(10), np.arange(10)) is None
+
+
+def test_ks_beyond_kstwo_uses_its_limit_and_stays_close_to_scipy() -> None:
+    rng = np.random.default_rng(9)
+    ref, cur = rng.normal(size=40_000), rng.normal(0.01, 1.0, size=30_000)
+    d, p = stats.ks_from_sorted(np.sort(ref), cur)
+    expected = sps.ks_2samp(ref, cur, method="asymp")
+    assert d == pytest.approx(expected.statistic, abs=1e-12)
+    assert p == pytest.approx(expected.pvalue, abs=0.01)
+
+
+def test_bin_counts_put_ties_in_the_upper_bin_like_a_right_sided_search() -> None:
+    from pipelines.monitoring.profile import numeric_profile
+
+    rng = np.random.default_rng(4)
+    ref = rng.integers(0, 24, 5000).astype(float)
+    profile = numeric_profile("hour", ref, bins=10, ks_max_samples=1000)
+    cur = np.concatenate([rng.integers(0, 24, 3000).astype(float), [np.nan] * 7])
+    finite = cur[~np.isnan(cur)]
+    expected = np.bincount(np.searchsorted(profile.edges, finite, side="right"), minlength=len(profile.edges) + 1)
+    assert profile.bin_counts(cur).tolist() == expected.tolist()
+    assert profile.counts.sum() == 5000 and len(profile.sorted_sample) == 1000
