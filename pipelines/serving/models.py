@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from pipelines.errors import FlywheelError
+from pipelines.serving.features import RowFeaturizer
 from pipelines.serving.rollout import Rollout
 from pipelines.training.preprocess import Preprocessor
 
@@ -53,8 +54,16 @@ class LoadedModel:
     def input_columns(self) -> list[str]:
         return self.preprocessor.input_columns
 
+    def __post_init__(self) -> None:
+        self.featurizer = RowFeaturizer(self.preprocessor)
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         numeric, categorical = self.preprocessor.transform(frame)
+        return np.asarray(self.predict_arrays(numeric, categorical), dtype=np.float64).reshape(-1)
+
+    def predict_rows(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+        """The serving path: request records in, the same inputs as `predict` without a DataFrame."""
+        numeric, categorical = self.featurizer.transform(rows)
         return np.asarray(self.predict_arrays(numeric, categorical), dtype=np.float64).reshape(-1)
 
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pipelines.features.online.api import OnlineFeatures
 from pipelines.serving.models import LoadedModel, Snapshot
@@ -92,8 +91,7 @@ class Scorer:
 
     @staticmethod
     def _score(model: LoadedModel, rows: Sequence[dict[str, Any]], indices: list[int]) -> np.ndarray:
-        frame = pd.DataFrame.from_records([rows[i] for i in indices], columns=model.input_columns)
-        return model.predict(frame)
+        return model.predict_rows([rows[i] for i in indices])
 
     def _observe(self, version: str, arm: str, scores: np.ndarray) -> None:
         self.metrics["flywheel_serving_predictions"].labels(version, arm).inc(len(scores))

@@ -1,0 +1,296 @@
+"""Serving: Flywheel serving against `mlflow models serve` of the same registered version, same load generator,
+same machine, one run. Writes benchmarks/results/serving.json and .md.
+
+    .venv/bin/python -m benchmarks.serving_bench [--duration 10] [--rate 100] [--step-duration 5]
+
+Setup: an MLflow server and Kafka (the embedded stack's code, in a temporary directory), a redis-server online
+store initialized for the spec (no history, so every lookup answers the no-history defaults), and one version of
+a small TabularNet registered the way the optimization stage registers it (ONNX form, FlywheelOptimizedModel
+pyfunc). Flywheel serving gets raw events and looks the aggregates up in the store for every record (and logs
+every prediction to Kafka); `mlflow models serve` (one uvicorn worker, local env) gets the same records with the
+aggregates already filled in (the values the store answers), as `dataframe_records`.
+
+Measured per server at batch 1 and batch 32 records per request: throughput, p50 and p99 at an equal offered
+load (open loop, latency from the scheduled send), and the maximum sustainable rate: the highest of a doubling
+series of offered rates answered with no failure, at least 95% of the offered rate and p99 under 500 ms.
+Goal (issue 14): Flywheel at least 5x the throughput and at most 0.2x the p99 of MLflow's server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.run_facts import run_facts  # noqa: E402
+from pipelines import registry  # noqa: E402
+from pipelines.devstack.manager import Stack  # noqa: E402
+from pipelines.devstack.net import free_port  # noqa: E402
+from pipelines.features.aggregates import NO_HISTORY  # noqa: E402
+from pipelines.features.online.server import running  # noqa: E402
+from pipelines.features.online.store import RedisOnlineStore  # noqa: E402
+from pipelines.optimize.candidates import export_onnx  # noqa: E402
+from pipelines.optimize.forms import OnnxCandidate  # noqa: E402
+from pipelines.optimize.packaging import FlywheelOptimizedModel, save_candidate  # noqa: E402
+from pipelines.serving.loadgen import LoadResult, run_load  # noqa: E402
+from pipelines.spec import load_spec  # noqa: E402
+from pipelines.spec.samples import sample_columns  # noqa: E402
+from pipelines.training.model import TabularNet  # noqa: E402
+from pipelines.training.preprocess import Preprocessor  # noqa: E402
+from pipelines.training.synthetic import synthetic_table  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+SPEC = load_spec("transactions")
+RATES = (25, 50, 100, 200, 400, 800, 1600, 3200)
+MAX_P99_MS = 500.0
+
+
+def trained_onnx() -> OnnxCandidate:
+    table = synthetic_table(SPEC, 5000, seed=1)
+    prep = Preprocessor.fit(SPEC, table)
+    torch.manual_seed(1)
+    net = TabularNet(prep.numeric_width, prep.cardinalities, list(SPEC.model.hidden_dims), SPEC.model.embedding_dim)
+    numeric, categorical = (torch.from_numpy(a) for a in prep.transform(table))
+    labels = torch.tensor(table[SPEC.label].astype(float).to_numpy(), dtype=torch.float32)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(60):
+        optimizer.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(net(numeric, categorical), labels).backward()
+        optimizer.step()
+    architecture = {
+        "numeric_width": prep.numeric_width,
+        "cardinalities": prep.cardinalities,
+        "hidden_dims": list(SPEC.model.hidden_dims),
+        "embedding_dim": SPEC.model.embedding_dim,
+    }
+    return OnnxCandidate(
+        name="onnx-fp32", architecture=architecture, preprocessor=prep, model_bytes=export_onnx(net.eval(), prep)
+    )
+
+
+def register(name: str, workdir: Path, tracking_uri: str) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment("serving-bench")
+    artifacts = save_candidate(trained_onnx(), workdir / "candidate")
+    with mlflow.start_run(run_name="serving bench"):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=FlywheelOptimizedModel(), artifacts=artifacts, pip_requirements=["mlflow"]
+        )
+    version = registry.register(str(info.model_uri), name, {"flywheel.form": "onnx-fp32"}, tracking_uri)
+    registry.record_decision(name, version, True, "serving benchmark", tracking_uri=tracking_uri)
+    registry.promote(name, version, tracking_uri)
+    return version
+
+
+def raw_events(n: int) -> list[dict[str, Any]]:
+    cols = sample_columns(SPEC, n, seed=7, entities=2000, label_rate=0.1)
+    return [
+        {k: (cols[k][i].item() if isinstance(cols[k][i], np.generic) else cols[k][i]) for k in SPEC.event_fields}
+        for i in range(n)
+        if True
+    ]
+
+
+def with_aggregates(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The model-input records MLflow's server gets: features plus the aggregates the store answers (none of
+    these entities has history in the store: the no-history defaults)."""
+    names = [f.name for f in SPEC.features]
+    return [{**{k: e[k] for k in names}, **{a.name: NO_HISTORY[a.function] for a in SPEC.aggregates}} for e in events]
+
+
+@contextmanager
+def process(command: list[str], env: dict[str, str], log: Path, health: str) -> Iterator[None]:
+    with open(log, "ab") as handle:
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{command[:4]} exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(health, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"{command[:4]} did not become ready: {log.read_text()[-2000:]}")
+        yield
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def measure(url: str, bodies: list[bytes], rate: float, duration: float, step_duration: float) -> dict[str, Any]:
+    run_load(url, bodies, rate, 5)  # warm-up: connections, the store, Kafka's producer, first model calls
+    fixed = run_load(url, bodies, rate, duration)
+    sustainable: LoadResult | None = None
+    steps = []
+    for offered in RATES:
+        result = run_load(url, bodies, offered, step_duration, timeout_s=10)
+        ok = result.failed == 0 and result.achieved_rps >= 0.95 * offered and result.p99_ms < MAX_P99_MS
+        steps.append({**result.summary(), "sustained": ok})
+        if not ok:
+            break
+        sustainable = result
+    return {
+        "fixed": fixed.summary(),
+        "max_sustainable_rps": sustainable.offered_rps if sustainable else 0,
+        "at_max": sustainable.summary() if sustainable else None,
+        "steps": steps,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds at the equal offered load")
+    parser.add_argument("--rate", type=float, default=50.0, help="the equal offered load, requests/s")
+    parser.add_argument("--step-duration", type=float, default=5.0, help="seconds per rate of the max-rate search")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
+    name = f"serving-bench-{uuid.uuid4().hex[:6]}"
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="flywheel-serving-bench-") as tmp:
+        work = Path(tmp)
+        stack = Stack(state_dir=work / "state", project_root=ROOT)
+        services = ["kafka", "mlflow"]
+        stack.up(services=services, ports={s: free_port() for s in services}, check_java_version=False)
+        try:
+            from pipelines.config import read_env_file
+
+            env = read_env_file(stack.env_file)
+            uri = env["MLFLOW_TRACKING_URI"]
+            version = register(name, work, uri)
+            events = raw_events(3200)
+            with running(work / "store", persist=False) as (store_url, _):
+                RedisOnlineStore(SPEC, store_url).init(SPEC.topic.name, None)
+                flywheel_port, mlflow_port = free_port(), free_port()
+                serving_env = {
+                    "MLFLOW_TRACKING_URI": uri,
+                    "KAFKA_BOOTSTRAP_SERVERS": env["KAFKA_BOOTSTRAP_SERVERS"],
+                    "FLYWHEEL_ONLINE_STORE_URL": store_url,
+                    "FLYWHEEL_SERVING_MODEL": name,
+                    "FLYWHEEL_STATE_DIR": str(work / "state"),
+                }
+                for batch in (1, 32):
+                    raw = [orjson.dumps({"records": events[i : i + batch]}) for i in range(0, len(events), batch)]
+                    filled = with_aggregates(events)
+                    plain = [
+                        orjson.dumps({"dataframe_records": filled[i : i + batch]}) for i in range(0, len(filled), batch)
+                    ]
+                    row: dict[str, Any] = {}
+                    flywheel_cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(flywheel_port)]
+                    with process(flywheel_cmd, serving_env, work / "flywheel.log",
+                                 f"http://127.0.0.1:{flywheel_port}/readyz"):  # fmt: skip
+                        row["flywheel"] = measure(
+                            f"http://127.0.0.1:{flywheel_port}/v1/predict", raw, args.rate, args.duration,
+                            args.step_duration,
+                        )  # fmt: skip
+                    mlflow_cmd = [
+                        sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{version}",
+                        "-p", str(mlflow_port), "-h", "127.0.0.1", "--env-manager", "local", "-w", "1",
+                    ]  # fmt: skip
+                    # MLflow starts `uvicorn` through bash: this virtualenv's bin must be on PATH.
+                    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+                    mlflow_env = {"MLFLOW_TRACKING_URI": uri, "PATH": path}
+                    with process(mlflow_cmd, mlflow_env, work / "mlflow-serve.log",
+                                 f"http://127.0.0.1:{mlflow_port}/ping"):  # fmt: skip
+                        row["mlflow"] = measure(
+                            f"http://127.0.0.1:{mlflow_port}/invocations", plain, args.rate, args.duration,
+                            args.step_duration,
+                        )  # fmt: skip
+                    results[f"batch_{batch}"] = row
+                    print(json.dumps({f"batch_{batch}": _ratios(row)}), flush=True)
+        finally:
+            stack.down()
+    report = {
+        "benchmark": "serving",
+        "model": "TabularNet (spec default widths), onnx-fp32 form, one registered version for both servers",
+        "servers": {
+            "flywheel": "flywheel serve: 1 process, micro-batching (max 64 records, 2 ms wait), raw events, "
+            "online lookups in redis-server, predictions logged to Kafka",
+            "mlflow": "mlflow models serve --env-manager local -w 1: dataframe_records with aggregates filled in",
+        },
+        "offered_rps": args.rate,
+        "duration_s": args.duration,
+        "max_rate_rule": f"no failure, >= 95% of offered answered, p99 < {MAX_P99_MS:g} ms; rates {list(RATES)}",
+        "results": results,
+        "ratios": {k: _ratios(v) for k, v in results.items()},
+        **run_facts(load_before),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serving.json").write_text(json.dumps(report, indent=1))
+    (RESULTS / "serving.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def _ratios(row: dict[str, Any]) -> dict[str, float]:
+    f, m = row["flywheel"], row["mlflow"]
+    return {
+        "max_rate_x": round(f["max_sustainable_rps"] / max(m["max_sustainable_rps"], 1e-9), 2),
+        "p99_at_equal_load_x": round(f["fixed"]["p99_ms"] / max(m["fixed"]["p99_ms"], 1e-9), 3),
+        "throughput_at_equal_load_x": round(f["fixed"]["achieved_rps"] / max(m["fixed"]["achieved_rps"], 1e-9), 2),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Serving: Flywheel vs `mlflow models serve` (same version, same load generator, same machine)",
+        "",
+        f"{report['when']} · {report['machine']} · load average {report['load_average_before']:.2f} before, "
+        f"{report['load_average_after']:.2f} after · Python {report['python']} · torch {report['torch']}",
+        "",
+        f"Equal offered load: {report['offered_rps']:g} requests/s for {report['duration_s']:g} s (open loop). "
+        f"Max sustainable rate: {report['max_rate_rule']}.",
+        "",
+        "| batch | server | throughput (req/s) | p50 ms | p99 ms | failed | max sustainable req/s | records/s at max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, row in report["results"].items():
+        batch = int(key.split("_")[1])
+        for server in ("flywheel", "mlflow"):
+            r = row[server]
+            fixed = r["fixed"]
+            lines.append(
+                f"| {batch} | {server} | {fixed['achieved_rps']:.1f} | {fixed['p50_ms']:.1f} | {fixed['p99_ms']:.1f} "
+                f"| {fixed['failed']} | {r['max_sustainable_rps']:g} | {r['max_sustainable_rps'] * batch:g} |"
+            )
+    lines += ["", "| batch | max rate Flywheel/MLflow (goal >= 5) | p99 at equal load Flywheel/MLflow (goal <= 0.2) |"]
+    lines += ["| --- | --- | --- |"]
+    for key, ratio in report["ratios"].items():
+        lines.append(f"| {key.split('_')[1]} | {ratio['max_rate_x']:g} | {ratio['p99_at_equal_load_x']:g} |")
+    lines += ["", "Servers: " + "; ".join(f"{k}: {v}" for k, v in report["servers"].items())]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
