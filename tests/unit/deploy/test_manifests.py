@@ -41,9 +41,19 @@ def test_rbac_grants_the_launcher_what_it_uses() -> None:
 def test_compose_stack_is_consistent() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"kafka", "lakefs", "mlflow", "postgres", "dagster-webserver", "dagster-daemon", "dagster-code"} <= set(
-        services
-    )
+    assert {"kafka", "lakefs", "mlflow", "postgres", "dagster-webserver", "dagster-daemon", "dagster-code", "minio",
+            "serving", "prometheus", "grafana", "exporter", "valkey", "feature-updater"} <= set(services)  # fmt: skip
+    for name, service in services.items():
+        build = service.get("build")
+        if build:  # the Dockerfile it builds exists, relative to its context
+            context = (DEPLOY / build["context"]).resolve()
+            assert (context / build["dockerfile"]).is_file(), f"{name}: no {build['dockerfile']} in {context}"
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith("."):  # a bind mount of a file of the kit
+                assert (DEPLOY / source).exists(), f"{name} mounts {source}, which does not exist"
+            else:
+                assert source in compose["volumes"], f"{name} uses undeclared volume {source}"
     env = compose["x-flywheel-env"]
     for key in ("KAFKA_BOOTSTRAP_SERVERS", "LAKEFS_ENDPOINT", "MLFLOW_TRACKING_URI"):
         host = env[key].split("//")[-1].split(":")[0]
