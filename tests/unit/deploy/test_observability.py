@@ -226,3 +226,22 @@ def test_scrape_configs_keep_the_labels_the_adapter_and_alerts_use() -> None:
     for rule in alert_rules():
         for label in re.findall(r'component="(\w+)"', rule["expr"]):
             assert label in components, rule["alert"]
+
+
+def test_dashboards_are_importable_grafana_json() -> None:
+    for path in sorted((DEPLOY / "grafana/dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        assert board["uid"] and board["title"].startswith("Flywheel"), path.name
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+        ids, cells = set(), set()
+        for panel in board["panels"]:
+            assert panel["id"] not in ids, f"{path.name}: panel id {panel['id']} twice"
+            ids.add(panel["id"])
+            assert panel["datasource"]["uid"] == "${datasource}", f"{path.name}: {panel['title']}"
+            g = panel["gridPos"]
+            assert g["x"] + g["w"] <= 24, f"{path.name}: {panel['title']} is wider than the grid"
+            area = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+            assert not area & cells, f"{path.name}: {panel['title']} overlaps another panel"
+            cells |= area
+            assert {t["refId"] for t in panel["targets"]} and all(t["expr"] for t in panel["targets"])
