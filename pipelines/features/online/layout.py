@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from pipelines.features.aggregates import NO_HISTORY, AggregateDef, aggregated_columns, definitions, longest_window_ms
 from pipelines.spec.model import DatasetSpec
 
-SEPARATOR = b"|"
 LAYOUT_VERSION = 1
 
 
@@ -62,48 +61,84 @@ def member(ts: int, values: Sequence[object], event_id: str) -> str:
     return "|".join((str(ts), *(encode_value(v) for v in values), event_id))
 
 
+# The aggregates of a batch of lookups, computed where the history is (one call, one short reply, instead of
+# every history member through the client's RESP parser). KEYS: meta hash. ARGV: prefix, ncols, layout, longest
+# window, number of aggregates k, k quadruples (function, column 1..ncols or 0, window ms, no-history value),
+# then (entity, event time) pairs. Returns {0} (no state), {1, stored layout} (another layout) or {2, text}:
+# per lookup the k values (%.17g: exact doubles) joined by ',', lookups joined by ';'. The arithmetic is the
+# reference's in IEEE doubles: members in event-time order, sums left to right, mean = sum / n.
+LOOKUP = """
+local layout = redis.call('HGET', KEYS[1], 'layout')
+if not layout then return {0} end
+if layout ~= ARGV[3] then return {1, layout} end
+local prefix, ncols, longest, k = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local fns, cols, wins, defaults = {}, {}, {}, {}
+for j = 1, k do
+  local at = 5 + 4 * (j - 1)
+  fns[j], cols[j], wins[j], defaults[j] = ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), ARGV[at + 4]
+end
+local out = {}
+for i = 6 + 4 * k, #ARGV - 1, 2 do
+  local t = tonumber(ARGV[i + 1])
+  local members = redis.call('ZRANGEBYSCORE', prefix .. 'h:' .. ARGV[i],
+    string.format('%d', t - longest), string.format('%d', t - 1))
+  local times, values = {}, {}
+  for m, text in ipairs(members) do
+    local fields, pos = {}, 1
+    for c = 0, ncols do
+      local bar = string.find(text, '|', pos, true)
+      fields[c] = string.sub(text, pos, bar - 1)
+      pos = bar + 1
+    end
+    times[m], values[m] = tonumber(fields[0]), fields
+  end
+  local row = {}
+  for j = 1, k do
+    local start, fn, result = t - wins[j], fns[j], nil
+    if fn == 'count' then
+      local n = 0
+      for m = 1, #members do if times[m] >= start then n = n + 1 end end
+      result = n
+    elseif fn == 'seconds_since_last' then
+      local last = times[#members]
+      if last ~= nil and last >= start then result = (t - last) / 1000 end
+    else
+      local sum, n, max = 0.0, 0, nil
+      for m = 1, #members do
+        local v = values[m][cols[j]]
+        if times[m] >= start and v ~= '' then
+          v = tonumber(v)
+          sum, n = sum + v, n + 1
+          if max == nil or v > max then max = v end
+        end
+      end
+      if n > 0 then
+        if fn == 'sum' then result = sum elseif fn == 'mean' then result = sum / n else result = max end
+      end
+    end
+    row[j] = result == nil and defaults[j] or string.format('%.17g', result)
+  end
+  out[#out + 1] = table.concat(row, ',')
+end
+return {2, table.concat(out, ';')}
+"""
+
+
 class Aggregator:
-    """Computes a spec's aggregates from the members of one lookup (event times ascending)."""
+    """The arguments of LOOKUP for a spec's aggregates, and its reply as one dict per lookup."""
 
     def __init__(self, spec: DatasetSpec) -> None:
         self.defs: list[AggregateDef] = definitions(spec)
         columns = aggregated_columns(spec)
         self.ncols = len(columns)
         self.longest_ms = longest_window_ms(spec)
-        # (name, function, index of the column in a member's values or -1, window)
-        self._plan = [(d.name, d.function, columns.index(d.column) if d.column else -1, d.window_ms) for d in self.defs]
+        self.names = [d.name for d in self.defs]
+        self.plan: list[object] = [len(self.defs)]
+        for d in self.defs:
+            column = columns.index(d.column) + 1 if d.column else 0
+            self.plan += [d.function, column, d.window_ms, repr(NO_HISTORY[d.function])]
 
-    def compute(self, members: Sequence[bytes], event_ts: int) -> dict[str, float]:
-        """The aggregates at `event_ts` from members with event times in [event_ts - longest, event_ts - 1]."""
-        ncols = self.ncols
-        rows: list[tuple[int, list[bytes]]] = []
-        for m in members:
-            parts = m.split(SEPARATOR, ncols + 1)
-            rows.append((int(parts[0]), parts[1 : ncols + 1]))
-        out: dict[str, float] = {}
-        for name, function, col, window in self._plan:
-            start = event_ts - window
-            if function == "count":
-                out[name] = float(sum(1 for ts, _ in rows if start <= ts < event_ts))
-                continue
-            if function == "seconds_since_last":
-                last = max((ts for ts, _ in rows if start <= ts < event_ts), default=None)
-                out[name] = NO_HISTORY[function] if last is None else (event_ts - last) / 1000.0
-                continue
-            values = [float(v[col]) for ts, v in rows if start <= ts < event_ts and v[col]]
-            if not values:
-                out[name] = NO_HISTORY[function]
-            elif function == "sum":
-                out[name] = _sum(values)
-            elif function == "mean":
-                out[name] = _sum(values) / len(values)
-            else:
-                out[name] = max(values)
-        return out
-
-
-def _sum(values: list[float]) -> float:
-    total = 0.0
-    for v in values:  # left to right in event-time order, as Spark's window frame adds them
-        total += v
-    return total
+    def parse(self, text: bytes, lookups: int) -> list[dict[str, float]]:
+        names = self.names
+        rows = text.decode().split(";") if lookups else []
+        return [dict(zip(names, map(float, row.split(",")), strict=True)) for row in rows]

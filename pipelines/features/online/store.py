@@ -22,7 +22,7 @@ from typing import Any
 
 from pipelines.features.aggregates import longest_window_ms
 from pipelines.features.online.api import OnlineStoreUnavailable
-from pipelines.features.online.layout import Aggregator, Keys, layout_signature
+from pipelines.features.online.layout import LOOKUP, Aggregator, Keys, layout_signature
 from pipelines.spec.model import DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ class RedisOnlineStore:
         self.lateness_ms = lateness_ms
         self.client = client or redis_client(url, timeout_s)
         self._apply = self.client.register_script(APPLY)
+        self._lookup = self.client.register_script(LOOKUP)
 
     @contextmanager
     def _calls(self, what: str) -> Iterator[None]:
@@ -191,19 +192,20 @@ class RedisOnlineStore:
 
     # --- serving ---------------------------------------------------------------------------------------
     def lookup(self, entities: Sequence[str], event_times: Sequence[int]) -> list[dict[str, float]]:
-        """The aggregates of each (entity, event time ms): one pipeline round trip for the whole batch."""
+        """The aggregates of each (entity, event time ms): one call (one round trip) for the whole batch."""
         if len(entities) != len(event_times):
             raise ValueError(f"{len(entities)} entities but {len(event_times)} event times")
-        longest = self.aggregator.longest_ms
+        if not entities:
+            return []
+        agg = self.aggregator
+        args: list[Any] = [self.keys.prefix, agg.ncols, self.layout, agg.longest_ms, *agg.plan]
+        for entity, t in zip(entities, event_times, strict=True):
+            args += [str(entity), int(t)]
         with self._calls(f"looking up {len(entities)} entities"):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hget(self.keys.meta, "layout")
-            for entity, t in zip(entities, event_times, strict=True):
-                pipe.zrangebyscore(self.keys.history(str(entity)), int(t) - longest, int(t) - 1)
-            replies = pipe.execute()
-        self._check_layout(replies[0])
-        compute = self.aggregator.compute
-        return [compute(members, int(t)) for members, t in zip(replies[1:], event_times, strict=True)]
+            reply = self._lookup(keys=[self.keys.meta], args=args)
+        if reply[0] != 2:
+            self._check_layout(reply[1] if len(reply) > 1 else None)
+        return agg.parse(reply[1], len(entities))
 
     def _check_layout(self, stored: bytes | None) -> None:
         if stored is None:

@@ -46,7 +46,7 @@ def reference(entity_events: list[tuple[str, int, str, str]], amounts: dict[str,
 
 def test_lookups_equal_the_reference_definition(redis_url: str) -> None:
     """Random histories (nulls, equal event times, gaps beyond every window): each lookup equals the
-    reference on the entity's events, exactly for counts and times, to 1e-12 for sums and means."""
+    reference on the entity's events: exactly, but for sums (1e-12: numpy adds pairwise)."""
     store = store_at(redis_url, lateness_ms=10**13)  # keep everything: any lookup time is answered exactly
     rng = np.random.default_rng(7)
     n = 3000
@@ -67,7 +67,10 @@ def test_lookups_equal_the_reference_definition(redis_url: str) -> None:
         want = reference([e for e in events if e[0] == entity], amounts, t)
         assert set(values) == set(want)
         for name, expected in want.items():
-            assert values[name] == pytest.approx(expected, rel=1e-12, abs=0), (entity, t, name)
+            if name in ("cust_amount_sum_24h",):  # numpy sums pairwise, the store left to right (as Spark)
+                assert values[name] == pytest.approx(expected, rel=1e-12, abs=0), (entity, t, name)
+            else:
+                assert values[name] == expected, (entity, t, name)
     assert got[-1] == {a.name: NO_HISTORY[a.function] for a in SPEC.aggregates}
 
 
@@ -123,9 +126,10 @@ def test_offsets_move_with_the_state_and_a_batch_is_never_applied_twice(redis_ur
 def test_one_round_trip_for_a_batch_of_256(redis_url: str) -> None:
     store = store_at(redis_url)
     store.apply([event(f"c{i}", 1_000 + i, f"e{i}", 2.0) for i in range(256)])
-    with mock.patch.object(store.client, "pipeline", wraps=store.client.pipeline) as pipeline:
+    store.lookup(["c0"], [10_000])  # the first call loads the script (NOSCRIPT, SCRIPT LOAD, EVALSHA)
+    with mock.patch.object(store.client, "execute_command", wraps=store.client.execute_command) as command:
         got = store.lookup([f"c{i}" for i in range(256)], [10_000] * 256)
-    assert pipeline.call_count == 1
+    assert command.call_count == 1  # one EVALSHA: one round trip
     assert all(v["cust_txn_count_24h"] == 1.0 and v["cust_amount_max_7d"] == 2.0 for v in got)
 
 
