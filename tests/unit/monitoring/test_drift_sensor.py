@@ -131,3 +131,36 @@ def test_no_second_run_while_one_is_in_progress(instance, tmp_path: Path) -> Non
     add_run(instance, DagsterRunStatus.STARTED, gate=None)
     result, _ = tick(instance, True, tmp_path)
     assert isinstance(result, SkipReason) and "still in progress" in result.skip_message
+
+
+def test_the_run_failure_sensor_records_alerts_and_raises_the_breaker(
+    instance, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dagster import build_run_status_sensor_context
+
+    from sensors.drift import ALERTS_FILE, retrain_failure_sensor
+
+    alerts = tmp_path / "records/flywheel-records/reports/drift" / ALERTS_FILE
+
+    def fail(run_id: str) -> None:
+        run = instance.get_run_by_id(run_id)
+        event = DagsterEvent(
+            event_type_value=DagsterEventType.RUN_FAILURE.value,
+            job_name="pipeline_job",
+            message='Execution of run for "pipeline_job" failed. Steps failed: [evaluated_model]',
+        )
+        context = build_run_status_sensor_context(
+            sensor_name="retrain_failure_sensor", dagster_event=event, dagster_instance=instance, dagster_run=run
+        ).for_run_failure()
+        retrain_failure_sensor(context)
+
+    with caplog.at_level(logging.ERROR, logger="flywheel.drift"):
+        fail(add_run(instance, DagsterRunStatus.FAILURE, gate=None, drift=False))  # a person's run, no gate
+        for _ in range(3):
+            fail(add_run(instance, DagsterRunStatus.FAILURE, gate=False))  # drift runs the gate rejected
+    lines = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert [(a["trigger"], a["outcome"]) for a in lines] == [("manual", "failed")] + [("drift", "rejected")] * 3
+    assert [a["breaker_open"] for a in lines] == [False, False, False, True]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("the evaluation gate rejected the model" in m for m in messages) == 3
+    assert any(m.startswith("ALERT: drift retraining stopped") for m in messages)
