@@ -96,6 +96,7 @@ def connect_server_command(
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
+        "spark.log.level": "WARN",  # INFO writes dozens of lines per query into .flywheel/logs
     }
     args = ["bash", str(script), "--wait", "--master", "local[*]", "--driver-memory", driver_memory]
     for key, value in conf.items():

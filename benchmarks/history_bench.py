@@ -1,0 +1,268 @@
+"""Cost of one ingestion run against the history already on `main`: 100k new events on top of 0, ~1M and ~3M
+events, the history older than the spec's longest window, side by side in one run; and a run whose window
+overlaps recent history. Where the time goes, per stage, for each.
+
+    .venv/bin/python -m benchmarks.history_bench [--new 100000] [--small-history 1000000] [--large-history 3000000]
+
+Starts its own embedded Kafka, lakeFS and Spark Connect server (warm: a throwaway run first) on free ports under
+a temporary state directory. Events come from `flywheel produce` (the simulator; `--start` moves the stream
+forward in event time). One lakeFS repository and topic per history: history is ingested in runs of at most
+1M events (not measured), then the measured run reads the 100k new events. The run without history is measured
+twice, first and last, so a load that changed meanwhile shows. Writes benchmarks/results/history.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+DAYS = 14  # the baseline scenario's span of event time
+HISTORY_RUN = 1_000_000  # events per history run (an hourly batch of a busy stream, at most)
+
+
+def produce(bootstrap: str, topic: str, count: int, seed: int, start: datetime) -> float:
+    """`flywheel produce` of `count` simulated events from `start` (a different seed: different event ids)."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "pipelines.cli", "produce", "--count", str(count), "--seed", str(seed)]
+    cmd += ["--start", start.isoformat(), "--topic", topic, "--bootstrap-servers", bootstrap]
+    cmd += ["--compression", "none", "--format", "json", "--timeout", "60"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"produce failed: {done.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+class Stream:
+    """One topic and one lakeFS repository: a history and the runs on top of it."""
+
+    def __init__(self, name: str, bootstrap: str, spec: Any) -> None:
+        from dataclasses import replace
+
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        from pipelines.lake import Lake, LakeFSSettings
+
+        self.name, self.bootstrap = name, bootstrap
+        self.spec = spec.model_copy(update={"topic": spec.topic.model_copy(update={"name": f"bench-{name}"})})
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(self.spec.topic.name, spec.topic.partitions, 1)])
+        admin.close()
+        self.lake = Lake(replace(LakeFSSettings.from_env(), repository=f"bench-{name}"))
+        self.lake.ensure_repository()
+        self.events_on_main = 0
+        self.seed = 100
+
+    def add(self, count: int, start: datetime) -> None:
+        self.seed += 1
+        produce(self.bootstrap, self.spec.topic.name, count, self.seed, start)
+
+    def ingest(self, spark: Any, max_events: int | None) -> Any:
+        from pipelines.ingest.parallel import kafka_consumer_factory
+        from pipelines.ingest.runner import run_ingest
+        from pipelines.ingest.stages import IngestSettings
+
+        outcome = run_ingest(
+            self.spec,
+            lake=self.lake,
+            consumer_factory=kafka_consumer_factory(self.bootstrap),
+            spark=spark,
+            settings=IngestSettings(max_events=max_events, max_seconds=3600),
+        )
+        assert outcome.status in ("published", "nothing_new"), outcome.status
+        self.events_on_main += outcome.raw.events
+        return outcome
+
+    def ingest_all(self, spark: Any) -> None:
+        while self.ingest(spark, HISTORY_RUN).status != "nothing_new":
+            pass
+
+    def measured(self, spark: Any, label: str, role: str) -> dict[str, Any]:
+        history = self.events_on_main
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        outcome = self.ingest(spark, None)
+        seconds = time.perf_counter() - t0
+        feats = outcome.features
+        print(f"  {label}: {seconds:.1f}s on {history:,} events of history", flush=True)
+        return {
+            "label": label,
+            "role": role,
+            "history_events": history,
+            "new_events": outcome.raw.events,
+            "seconds": round(seconds, 3),
+            "stages_s": dict(outcome.seconds),
+            "history_rows_read": getattr(feats, "history_rows", None),
+            "rows_published": feats.rows if feats else None,
+            "load_avg_1m_before": round(load, 2),
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--new", type=int, default=100_000)
+    parser.add_argument("--small-history", type=int, default=1_000_000)
+    parser.add_argument("--large-history", type=int, default=3_000_000)
+    parser.add_argument("--out", default=str(RESULTS / "history"))
+    parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if args.markdown_only:
+        out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
+        return 0
+
+    load_before = os.getloadavg()[0]
+    state = Path(tempfile.mkdtemp(prefix="flywheel-history-bench-"))
+    os.environ["FLYWHEEL_STATE_DIR"] = str(state)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    from benchmarks.run_facts import run_facts
+    from pipelines.config import read_env_file
+    from pipelines.devstack.manager import Stack
+    from pipelines.devstack.net import free_port
+    from pipelines.features.aggregates import longest_window_ms
+    from pipelines.ingest.runner import default_spark
+    from pipelines.spec import load_spec
+
+    spec = load_spec("transactions")
+    gap = timedelta(milliseconds=longest_window_ms(spec)) + timedelta(days=1)
+    stack = Stack(state_dir=state, project_root=ROOT)
+    services = ["kafka", "lakefs", "spark_connect"]
+    stack.up(services=services, ports={s: free_port() for s in services})
+    try:
+        os.environ.update(read_env_file(stack.env_file))
+        bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        spark = default_spark()  # the stack's Connect server
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        span = timedelta(days=DAYS)
+
+        print("warming the Spark Connect server and this process (a throwaway run) ...", flush=True)
+        warm = Stream("warm", bootstrap, spec)
+        warm.add(20_000, t0)
+        warm.ingest_all(spark)
+
+        runs: list[dict[str, Any]] = []
+        print("no history (first) ...", flush=True)
+        empty_a = Stream("none-a", bootstrap, spec)
+        empty_a.add(args.new, t0)
+        runs.append(empty_a.measured(spark, "no history (first)", role="none"))
+
+        print(f"{args.small_history:,} events of history, older than the longest window ...", flush=True)
+        long = Stream("history", bootstrap, spec)
+        long.add(args.small_history, t0)
+        long.ingest_all(spark)
+        start = t0 + span + gap
+        long.add(args.new, start)
+        runs.append(long.measured(spark, f"{long.events_on_main:,} events of history", role="small"))
+
+        more = args.large_history - long.events_on_main
+        print(f"{more:,} more events of history ...", flush=True)
+        start += span + gap
+        for i in range(0, more, HISTORY_RUN):  # a stream moving forward, a day per million events
+            long.add(min(HISTORY_RUN, more - i), start)
+            start += timedelta(days=1)
+        long.ingest_all(spark)
+        start += span + gap
+        long.add(args.new, start)
+        runs.append(long.measured(spark, f"{long.events_on_main:,} events of history", role="large"))
+
+        print("a window overlapping the previous run's events ...", flush=True)
+        long.add(args.new, start + span / 2)  # half of its event time lies inside the last run's
+        runs.append(long.measured(spark, "the same, window overlapping the last run", role="overlap"))
+
+        print("no history (last) ...", flush=True)
+        empty_b = Stream("none-b", bootstrap, spec)
+        empty_b.add(args.new, t0)
+        runs.append(empty_b.measured(spark, "no history (last)", role="none"))
+
+        result = {
+            "benchmark": "history",
+            "new_events": args.new,
+            "spec_longest_window_hours": longest_window_ms(spec) / 3_600_000,
+            "runs": runs,
+            "facts": run_facts(load_before),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        out.with_suffix(".md").write_text(markdown(result))
+        print(out.with_suffix(".md").read_text())
+    finally:
+        stack.down()
+        shutil.rmtree(state, ignore_errors=True)
+    return 0
+
+
+STAGES = {
+    "consume_parse": "Kafka read + check + quarantine (local Parquet)",
+    "raw_write": "raw upload + commit",
+    "spark_session": "Spark Connect session",
+    "features.raw_read_dedup": "raw read + dedup against earlier batches",
+    "features.history_read": "history slice read",
+    "features.spark_query": "Spark query + collect",
+    "features.assemble": "assemble in Arrow",
+    "features.write_upload_commit": "model-table write + upload + catalog + commit",
+    "validation": "GX on the new rows + dataset checks",
+    "commit_merge": "merge into main + tag",
+}
+
+
+def markdown(r: dict[str, Any]) -> str:
+    runs = r["runs"]
+    base = [x for x in runs if x["role"] == "none"]
+    facts = r["facts"]
+    lines = [
+        "# Cost of a run against the history on main",
+        "",
+        f"{r['new_events']:,} new events per run, transactions spec (longest window "
+        f"{r['spec_longest_window_hours']:.0f} h), one run of `benchmarks/history_bench.py` on {facts['machine']}; "
+        f"{facts['when']}, 1-min load average {facts['load_average_before']:.2f} before and "
+        f"{facts['load_average_after']:.2f} after (each run's own is in the table).",
+        "",
+        "| run | history on main (events) | seconds | vs no history | history rows read | load before |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ref = sum(x["seconds"] for x in base) / len(base) if base else None
+    for x in runs:
+        ratio = f"{x['seconds'] / ref:.2f}x" if ref else ""
+        lines.append(
+            f"| {x['label']} | {x['history_events']:,} | {x['seconds']:.1f} | {ratio} | "
+            f"{x['history_rows_read'] if x['history_rows_read'] is not None else ''} | {x['load_avg_1m_before']} |"
+        )
+    large = next((x for x in runs if x["role"] == "large"), None)
+    if large and ref:
+        ratio = large["seconds"] / ref
+        lines += [
+            "",
+            f"Goal: the run on {large['history_events']:,} events of history takes at most 1.2x the run without "
+            f"(the mean of the two runs without history): **{ratio:.2f}x, {'met' if ratio <= 1.2 else 'not met'}**.",
+        ]
+    lines += ["", "Where the time goes (seconds):", ""]
+    lines.append("| stage | " + " | ".join(x["label"] for x in runs) + " |")
+    lines.append("| --- |" + " ---: |" * len(runs))
+    for key, name in STAGES.items():
+        cells = [x["stages_s"].get(key) for x in runs]
+        if any(c is not None for c in cells):
+            lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" if c is not None else "" for c in cells) + " |")
+    lines.append("| **run** | " + " | ".join(f"**{x['seconds']:.1f}**" for x in runs) + " |")
+    lines += [
+        "",
+        "History is ingested before each measured run in runs of at most 1M events and is not measured. The new "
+        "events of a measured run start a day after the longest window past the history, except in the "
+        "overlapping run, whose event time starts halfway through the previous run's.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
