@@ -66,7 +66,8 @@ def member(ts: int, values: Sequence[object], event_id: str) -> str:
 # window, number of aggregates k, k quadruples (function, column 1..ncols or 0, window ms, no-history value),
 # then (entity, event time) pairs. Returns {0} (no state), {1, stored layout} (another layout) or {2, text}:
 # per lookup the k values (%.17g: exact doubles) joined by ',', lookups joined by ';'. The arithmetic is the
-# reference's in IEEE doubles: members in event-time order, sums left to right, mean = sum / n.
+# model table's in IEEE doubles (pipelines.features.build.aggregate_values): values added in ascending order,
+# mean = sum / n, so both engines give the same bits.
 LOOKUP = """
 local layout = redis.call('HGET', KEYS[1], 'layout')
 if not layout then return {0} end
@@ -103,17 +104,21 @@ for i = 6 + 4 * k, #ARGV - 1, 2 do
       local last = times[#members]
       if last ~= nil and last >= start then result = (t - last) / 1000 end
     else
-      local sum, n, max = 0.0, 0, nil
+      local inside = {}
       for m = 1, #members do
         local v = values[m][cols[j]]
-        if times[m] >= start and v ~= '' then
-          v = tonumber(v)
-          sum, n = sum + v, n + 1
-          if max == nil or v > max then max = v end
-        end
+        if times[m] >= start and v ~= '' then inside[#inside + 1] = tonumber(v) end
       end
+      local n = #inside
       if n > 0 then
-        if fn == 'sum' then result = sum elseif fn == 'mean' then result = sum / n else result = max end
+        table.sort(inside)  -- ascending, as the model table adds them: the same bits
+        if fn == 'max' then
+          result = inside[n]
+        else
+          local sum = 0.0
+          for _, v in ipairs(inside) do sum = sum + v end
+          result = fn == 'sum' and sum or sum / n
+        end
       end
     end
     row[j] = result == nil and defaults[j] or string.format('%.17g', result)
