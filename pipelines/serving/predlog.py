@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from typing import Any
 
 import orjson
@@ -92,7 +93,7 @@ class PredictionLog:
 
         timeout_ms = int(self.timeout_s * 1000)
         try:
-            ensure_topic(
+            self.partitions = ensure_topic(
                 self.bootstrap,
                 self.topic,
                 self.partitions,
@@ -139,9 +140,13 @@ class PredictionLog:
             if producer is None:
                 self._drop(KAFKA_UNAVAILABLE, len(batch))
                 continue
+            partitions = max(self.partitions, 1)
             for key, value in batch:
                 try:
-                    producer.send(self.topic, key=key, value=value).add_errback(self._failed)
+                    # The partition from a C hash of the key: the same key always lands in the same partition,
+                    # and kafka-python's pure-Python murmur2 partitioner (a third of its send cost) is skipped.
+                    partition = zlib.crc32(key) % partitions
+                    producer.send(self.topic, key=key, value=value, partition=partition).add_errback(self._failed)
                     self.sent += 1
                 except Exception as exc:  # the buffer is full for max_block_ms, or the client is closed
                     self._failed(exc)

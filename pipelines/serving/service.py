@@ -11,6 +11,7 @@ FLYWHEEL_SERVING_PREDLOG_QUEUE (10000 records).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,10 @@ def rollout_control(name: str, plan: RolloutSpec, tracking_uri: str | None):
 
 def build_service(spec: DatasetSpec, model_name: str | None = None) -> ServingService:
     name = model_name or setting("FLYWHEEL_SERVING_MODEL") or spec.name
+    # Bounded registry calls: a poll against an MLflow that is down fails in seconds, and serving goes on with
+    # the models it has (MLflow's defaults wait minutes, with retries).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     tracking_uri = setting("MLFLOW_TRACKING_URI")
     threads = int_setting("FLYWHEEL_SERVING_THREADS", default=1, minimum=1)
     follower = ModelFollower(
