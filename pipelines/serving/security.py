@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from pipelines.config import setting, state_dir
+from pipelines.errors import FlywheelError
 
 TOKEN_SETTING = "FLYWHEEL_SERVING_ADMIN_TOKEN"
 TOKEN_FILE = "serving-admin-token"
@@ -31,14 +32,19 @@ def admin_token(directory: Path | None = None) -> str:
         stored = path.read_text().strip()
         if stored:
             return stored
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only file system (a restricted pod): the token must come from a Secret
+        raise FlywheelError(
+            f"cannot keep a generated admin token at {path} ({exc}): set {TOKEN_SETTING} (in Kubernetes from a Secret)"
+        ) from None
     return token
 
 

@@ -81,3 +81,19 @@ def test_serving_metrics_become_per_arm_windows() -> None:
     assert whole.scores[0.15] == 100 and whole.scores[0.1] == 0
     assert window(before, after, "1|champion").requests == 50 and window(before, after, "1|champion").errors == 0
     assert window(before, after, "2|challenger").requests == 0
+
+
+def test_the_admin_token_is_generated_once_owner_only(tmp_path, monkeypatch) -> None:
+    import stat
+
+    from pipelines.serving.security import TOKEN_SETTING, admin_token, authorized, token_path
+
+    monkeypatch.delenv(TOKEN_SETTING, raising=False)
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
+    token = admin_token(tmp_path)
+    assert admin_token(tmp_path) == token and len(token) >= 32
+    assert stat.S_IMODE(token_path(tmp_path).stat().st_mode) == 0o600
+    assert authorized(f"Bearer {token}", token) and not authorized(f"Bearer {token}x", token)
+    assert not authorized(None, token) and not authorized(token, token)
+    monkeypatch.setenv(TOKEN_SETTING, "from-a-secret")
+    assert admin_token(tmp_path) == "from-a-secret"
