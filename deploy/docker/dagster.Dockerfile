@@ -30,7 +30,7 @@ FROM python:3.11.13-slim-bookworm
 LABEL org.opencontainers.image.title="flywheel-dagster" \
       org.opencontainers.image.description="Flywheel Dagster code location, webserver, daemon and run pods"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    HOME=/tmp FLYWHEEL_PROFILE=k8s FLYWHEEL_LOG_FORMAT=json DAGSTER_HOME=/opt/dagster/dagster_home
+    HOME=/tmp FLYWHEEL_STATE_DIR=/tmp/flywheel FLYWHEEL_PROFILE=k8s FLYWHEEL_LOG_FORMAT=json DAGSTER_HOME=/opt/dagster/dagster_home
 # Debian replaces a package's exact version with each security update, so the JRE is pinned through the base
 # image (tag, and digest in your mirror) rather than by an apt version that would stop resolving (DL3008).
 # hadolint ignore=DL3008

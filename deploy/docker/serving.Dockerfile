@@ -26,7 +26,7 @@ FROM python:3.11.13-slim-bookworm
 LABEL org.opencontainers.image.title="flywheel-serving" \
       org.opencontainers.image.description="Flywheel model serving, online feature updater and pipeline exporter"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    HOME=/tmp FLYWHEEL_PROFILE=k8s FLYWHEEL_LOG_FORMAT=json
+    HOME=/tmp FLYWHEEL_STATE_DIR=/tmp/flywheel FLYWHEEL_PROFILE=k8s FLYWHEEL_LOG_FORMAT=json
 RUN groupadd --gid 10001 flywheel \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin flywheel
 COPY --from=build /opt/venv /opt/venv

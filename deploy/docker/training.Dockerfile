@@ -29,7 +29,7 @@ FROM python:3.11.13-slim-bookworm
 LABEL org.opencontainers.image.title="flywheel-training" \
       org.opencontainers.image.description="Flywheel distributed PyTorch training workers (CUDA)"
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    HOME=/tmp MPLCONFIGDIR=/tmp/matplotlib FLYWHEEL_PROFILE=k8s FLYWHEEL_LOG_FORMAT=json \
+    HOME=/tmp FLYWHEEL_STATE_DIR=/tmp/flywheel MPLCONFIGDIR=/tmp/matplotlib FLYWHEEL_PROFILE=k8s FLYWHEEL_LOG_FORMAT=json \
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 RUN groupadd --gid 10001 flywheel \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin flywheel
