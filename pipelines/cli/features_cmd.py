@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from pipelines.config import setting
+from pipelines.config import profile, setting
 from pipelines.errors import FlywheelError
 from pipelines.features.online import URL_SETTING, StoreNotConfigured, needs_store
 from pipelines.spec import load_spec
@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     update.add_argument("--wait-s", type=float, default=60.0, help="how long to wait for the store and the topic")
     update.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    update.add_argument(
+        "--metrics-host",
+        default=None,
+        help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 in the k8s profile, for probes and scraping)",
+    )
     update.set_defaults(func=_update)
 
     boot = cmds.add_parser("bootstrap", help="fill the store from lakeFS raw history and offsets")
@@ -109,7 +114,8 @@ def _update(args: argparse.Namespace) -> int:
     from pipelines.online.updater import Updater, consumer_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    metrics = UpdaterMetrics.serve(args.metrics_port) if args.metrics_port else None
+    host = args.metrics_host or ("0.0.0.0" if profile() == "k8s" else "127.0.0.1")  # a pod: probes, scraping
+    metrics = UpdaterMetrics.serve(args.metrics_port, host) if args.metrics_port else None
     store = _store(args)
     if store is None:
         return 0
