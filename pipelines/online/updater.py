@@ -25,7 +25,7 @@ from typing import Any
 from pipelines.errors import FlywheelError
 from pipelines.features.aggregates import aggregated_columns
 from pipelines.features.online.api import OnlineStoreUnavailable
-from pipelines.features.online.layout import member
+from pipelines.features.online.layout import encode_value, member
 from pipelines.features.online.store import ApplyResult, RedisOnlineStore
 from pipelines.ingest.consume import topic_partitions
 from pipelines.ingest.offsets import StoredOffsets, current_topic_id, reconcile
@@ -207,10 +207,16 @@ class Updater:
         events: list[tuple[str, int, str, str]] = []
         rejected = 0
         reasons = self.stats.reasons
+        single = columns[0] if len(columns) == 1 else None
         for rec in records:
             row = values_of(rec.value) if rec.value is not None else "event has no value (null Kafka record)"
             if type(row) is list:
-                events.append((row[1], row[2], row[0], member(row[2], [row[c] for c in columns], row[0])))
+                if single is not None:  # the common spec: one aggregated column; layout.member, inlined
+                    v = row[single]
+                    text = repr(v) if type(v) is float and v == v else encode_value(v)
+                    events.append((row[1], row[2], row[0], f"{row[2]}|{text}|{row[0]}"))
+                else:
+                    events.append((row[1], row[2], row[0], member(row[2], [row[c] for c in columns], row[0])))
             else:
                 rejected += 1
                 kind = str(row)[:80]
