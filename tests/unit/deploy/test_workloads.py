@@ -5,6 +5,7 @@ Secrets the training pods name."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -105,15 +106,25 @@ def test_rbac_is_least_privilege() -> None:
     assert not [d for d in documents("k8s/**/*.yaml") if d["kind"] == "ClusterRoleBinding"]
 
 
-def test_admission_policy_admits_exactly_the_secrets_training_pods_name() -> None:
-    policy = one("ValidatingAdmissionPolicy", "flywheel-runner-secrets")
+def test_admission_policy_admits_exactly_the_secrets_each_account_s_pods_name() -> None:
+    policy = one("ValidatingAdmissionPolicy", "flywheel-pod-secrets")
     allowed = next(v["expression"] for v in policy["spec"]["variables"] if v["name"] == "allowed")
-    named = set(k8s.TrainingPodConfig(name="x", image="i", entry_args=[]).secrets) | set(K8sTrainingLauncher().secrets)
-    assert set(yaml.safe_load(allowed)) == named
-    runner = "system:serviceaccount:flywheel:flywheel-runner"
-    assert runner in policy["spec"]["matchConditions"][0]["expression"]
-    run_pod = yaml.safe_load((DEPLOY / "helm/dagster-values.yaml").read_text())["runLauncher"]["config"]
-    assert run_pod["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]["serviceAccountName"] == runner.rsplit(":", 1)[1]
-    binding = one("ValidatingAdmissionPolicyBinding", "flywheel-runner-secrets")
-    assert binding["spec"]["policyName"] == "flywheel-runner-secrets"
+    runner_list, launcher_list = (set(re.findall(r"'([\w-]+)'", lst)) for lst in re.findall(r"\[([^\]]*)\]", allowed))
+    runner, launcher = "system:serviceaccount:flywheel:flywheel-runner", "system:serviceaccount:flywheel:dagster"
+    assert f"'{runner}' ?" in allowed.replace("\n", " ")  # the first list is the runner's
+    # flywheel-runner creates training pods: exactly the Secrets they name
+    training = set(k8s.TrainingPodConfig(name="x", image="i", entry_args=[]).secrets)
+    assert runner_list == training | set(K8sTrainingLauncher().secrets)
+    # the chart's account (the K8sRunLauncher in the daemon) creates run Jobs: their envSecrets and the DB password
+    values = yaml.safe_load((DEPLOY / "helm/dagster-values.yaml").read_text())
+    launcher_cfg = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert launcher_list == {s["name"] for s in launcher_cfg["envSecrets"]} | {values["global"]["postgresqlSecretName"]}
+    instance = yaml.safe_load((DEPLOY / "dagster/dagster.yaml").read_text())["run_launcher"]["config"]
+    assert launcher_list == set(instance["env_secrets"]) | {instance["postgres_password_secret"]}
+    condition = policy["spec"]["matchConditions"][0]["expression"]
+    assert runner in condition and launcher in condition
+    assert values["global"]["serviceAccountName"] == launcher.rsplit(":", 1)[1]
+    assert launcher_cfg["runK8sConfig"]["podSpecConfig"]["serviceAccountName"] == runner.rsplit(":", 1)[1]
+    binding = one("ValidatingAdmissionPolicyBinding", "flywheel-pod-secrets")
+    assert binding["spec"]["policyName"] == "flywheel-pod-secrets"
     assert binding["spec"]["validationActions"] == ["Deny"]
