@@ -68,7 +68,7 @@ def _interval_s() -> int:
     try:
         return load_spec().drift.interval_seconds
     except FlywheelError:  # a broken spec is reported by the sensor's own evaluation, not at import
-        return 300
+        return 60
 
 
 # ---- the instance's view: drift-triggered runs and their outcomes ------------------------------------------

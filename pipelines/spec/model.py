@@ -239,7 +239,7 @@ class DriftSpec(_Strict):
     cooldown_minutes: float = Field(default=60, ge=0, description="after a drift-triggered run, wait this long")
     daily_budget: int = Field(default=3, ge=1, description="drift-triggered runs per 24 hours")
     max_consecutive_rejections: int = Field(default=3, ge=1, description="the breaker: this many in a row alert")
-    interval_seconds: int = Field(default=300, ge=30, description="how often the drift sensor evaluates")
+    interval_seconds: int = Field(default=60, ge=30, description="how often the drift sensor evaluates")
 
 
 class DatasetSpec(_Strict):
