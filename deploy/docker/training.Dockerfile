@@ -4,8 +4,9 @@
 #   docker build -f deploy/docker/training.Dockerfile -t flywheel-training:0.1.0 .
 #   # another CUDA build, as with `make install TORCH_SPEC=...`:
 #   docker build -f deploy/docker/training.Dockerfile --build-arg TORCH_SPEC="torch==2.13.0 --index-url <CUDA wheel index>" .
-# PyPI's torch wheel for Linux x86_64 is the CUDA build: it brings the CUDA runtime, cuDNN and NCCL as nvidia-*
-# wheels, so the base needs no CUDA toolkit; the GPU driver comes from the node (NVIDIA container toolkit).
+# PyPI's torch wheel for Linux x86_64 is the CUDA build (torch 2.x): it brings the CUDA runtime, cuDNN and NCCL as
+# nvidia-* wheels, so the base needs no CUDA toolkit; the GPU driver comes from the node (NVIDIA container toolkit).
+# A mirror that serves CPU wheels (+cpu) fails the build below: pass a CUDA index in TORCH_SPEC then.
 # Pin the base by digest in your registry mirror (FROM python:3.11.13-slim-bookworm@sha256:...); the tag is pinned here.
 
 FROM python:3.11.13-slim-bookworm AS build
@@ -23,7 +24,8 @@ COPY sensors ./sensors
 # pinned by TORCH_SPEC and the rest by pyproject.toml's version ranges, which `pip install .` honours (DL3013 asks
 # for == pins on every name it sees on the line; the project has no lock file yet: see deploy/README.md).
 # hadolint ignore=SC2086,DL3013
-RUN pip install $TORCH_SPEC && pip install .
+RUN pip install $TORCH_SPEC && pip install . \
+ && python -c "import torch, sys; sys.exit(0 if torch.version.cuda else 'TORCH_SPEC installed a CPU-only torch: pass a CUDA build')"
 
 FROM python:3.11.13-slim-bookworm
 LABEL org.opencontainers.image.title="flywheel-training" \
