@@ -50,7 +50,7 @@ format: install
 # Side-by-side measurements; each writes benchmarks/results/<name>.json and .md (takes several minutes).
 bench: install
 	$(BIN)/python -m pip install -q -e ".[bench]" --config-settings editable_mode=compat
-	for b in produce lakefs ingest training optimize drift serving online; do $(BIN)/python -m benchmarks.$${b}_bench || exit 1; done
+	for b in produce lakefs ingest history stack training optimize drift serving online; do $(BIN)/python -m benchmarks.$${b}_bench || exit 1; done
 
 demo: install
 	$(BIN)/python -m pipelines.devstack.demo

@@ -3,10 +3,11 @@ consume rate from the same broker, in the same run.
 
     .venv/bin/python benchmarks/ingest_bench.py [--events 1000000] [--malformed-rate 0.01]
 
-Starts its own embedded Kafka (Tansu) and lakeFS on free ports under a temporary state directory,
-produces the events, measures a bare consumer reading them all (the baseline: same consumer settings as
-ingestion, no parsing), then one full ingestion run, stage by stage. Writes
-benchmarks/results/ingest.json and ingest.md.
+Starts its own embedded Kafka (Tansu), lakeFS and Spark Connect server on free ports under a temporary state
+directory (the server warmed by a model-table query first, as a long-lived server is), produces the events,
+measures a bare consumer reading them all (the baseline: same consumer settings as ingestion, no parsing),
+then one full ingestion run stage by stage, then the baseline again: the ratio uses their mean, so a load
+that changed during the run shows in both. Writes benchmarks/results/ingest.json and ingest.md.
 """
 
 from __future__ import annotations
@@ -147,16 +148,40 @@ def parallel_consume_rate(bootstrap: str, topic: str, check_spec: str | None = N
     return {"events": seen, "processes": n, "seconds": round(seconds, 3), "events_per_s": rate}
 
 
-def warm_spark_repeat(spec, lake, commit: str, repeats: int = 3) -> dict[str, float]:
-    """The model table again in the run's (now warm) JVM on the same raw files, `repeats` times; the fastest
-    is the Spark stage's floor."""
-    from pyspark.sql import SparkSession
+def warm_up_server(spark, spec, rows: int = 50_000) -> float:
+    """The model-table query a few times on generated rows: what a long-lived server has long done."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    from pipelines.features.build import model_table, read_raw
+    from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN, raw_schema
+    from pipelines.spec.samples import null_mask, sample_columns
+
+    cols = sample_columns(spec, rows, seed=0, prefix="warm", entities=rows // 20, step_ms=60_000)
+    table = {
+        f.name: pa.array(cols[f.name], mask=null_mask(cols, f.name))
+        for f in raw_schema(spec)
+        if f.name not in (PARTITION_COLUMN, OFFSET_COLUMN)
+    }
+    table[PARTITION_COLUMN] = pa.array(np.zeros(rows, dtype=np.int32))
+    table[OFFSET_COLUMN] = pa.array(np.arange(rows, dtype=np.int64))
+    path = Path(tempfile.mkdtemp(prefix="flywheel-warm-")) / "warm.parquet"
+    pq.write_table(pa.table(table).cast(raw_schema(spec)), path)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        model_table(spark, spec, read_raw([path], spec), [path])
+    shutil.rmtree(path.parent, ignore_errors=True)
+    return round(time.perf_counter() - t0, 3)
+
+
+def warm_spark_repeat(spec, spark, lake, commit: str, repeats: int = 3) -> dict[str, float]:
+    """The model table again on the warm server on the same raw files, `repeats` times; the fastest is the
+    Spark stage's floor."""
     from pipelines import layout
     from pipelines.features.build import model_table, read_raw
     from pipelines.lakecache import local_copies
 
-    spark = SparkSession.builder.getOrCreate()  # the run's session (started in another thread, so not "active")
     files = local_copies(lake, commit, layout.raw_prefix(spec))
     best: dict[str, float] = {}
     for _ in range(repeats):
@@ -169,17 +194,14 @@ def warm_spark_repeat(spec, lake, commit: str, repeats: int = 3) -> dict[str, fl
     return {**best, "repeats": repeats}
 
 
+GOAL = 0.6  # issue 11: at least 0.6x the raw consume rate (below 0.5x the issue is not resolved)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--malformed-rate", type=float, default=0.01)
-    parser.add_argument("--spark-master", default="local[*]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary state directory")
-    parser.add_argument(
-        "--no-class-archive",
-        action="store_true",
-        help="do not write Spark's class archive first (as `make dev` does; see pipelines.devstack.spark_archive)",
-    )
     parser.add_argument("--out", default=str(RESULTS / "ingest"))
     parser.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing .json")
     parser.add_argument(
@@ -206,21 +228,23 @@ def main() -> int:
         out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
         return 0
 
+    load_before = os.getloadavg()[0]
     state = Path(tempfile.mkdtemp(prefix="flywheel-ingest-bench-"))
     os.environ["FLYWHEEL_STATE_DIR"] = str(state)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    from benchmarks.run_facts import run_facts
     from pipelines.config import read_env_file
     from pipelines.devstack.manager import Stack
     from pipelines.devstack.net import free_port
-    from pipelines.ingest.runner import kafka_consumer_factory, run_ingest
+    from pipelines.ingest.runner import default_spark, kafka_consumer_factory, run_ingest
     from pipelines.ingest.stages import IngestSettings
     from pipelines.lake import Lake
     from pipelines.spec import load_spec
 
     spec = load_spec("transactions")
     stack = Stack(state_dir=state, project_root=ROOT)
-    services = ["kafka", "lakefs"]
-    stack.up(services=services, ports={s: free_port() for s in services}, check_java_version=False)
+    services = ["kafka", "lakefs", "spark_connect"]
+    stack.up(services=services, ports={s: free_port() for s in services})
     try:
         env = read_env_file(stack.env_file)
         os.environ.update(env)
@@ -231,11 +255,9 @@ def main() -> int:
         admin.create_topics([NewTopic(spec.topic.name, spec.topic.partitions, 1)])
         admin.close()
 
-        if not args.no_class_archive:  # set-up, like producing: not part of either measurement
-            from pipelines.devstack.spark_archive import write_archive
-
-            print("writing Spark's class archive ...", flush=True)
-            write_archive()
+        spark = default_spark()  # the stack's Spark Connect server, warmed up: set-up, not measured
+        print("warming the Spark Connect server ...", flush=True)
+        warm_s = warm_up_server(spark, spec)
         print(f"producing {args.events} events ...", flush=True)
         t0 = time.perf_counter()
         counts = produce(bootstrap, spec, args.events, args.malformed_rate)
@@ -249,9 +271,9 @@ def main() -> int:
         print(f"  {checked}", flush=True)
 
         print("end-to-end ingestion ...", flush=True)
-        os.environ["SPARK_MASTER"] = args.spark_master
+        load_e2e = os.getloadavg()[0]
         t0 = time.perf_counter()
-        # Spark is started by the run itself, overlapped with consumption (as in production).
+        # The run opens its session on the stack's Connect server itself (SPARK_REMOTE), as a Dagster run does.
         outcome = run_ingest(
             spec,
             lake=Lake.from_env(),
@@ -261,13 +283,15 @@ def main() -> int:
         )
         e2e = time.perf_counter() - t0
         assert outcome.published is not None, outcome.status
-        warm = warm_spark_repeat(spec, Lake.from_env(), outcome.published.commit)
-        from pyspark.sql import SparkSession
-
-        SparkSession.builder.getOrCreate().stop()
+        print(f"  {e2e:.1f}s; raw consume baseline again ...", flush=True)
+        baseline_after = raw_consume_rate(bootstrap, spec.topic.name, args.events)
+        print(f"  {baseline_after}", flush=True)
+        warm = warm_spark_repeat(spec, spark, Lake.from_env(), outcome.published.commit)
         assert outcome.raw.events == args.events, (outcome.raw.events, args.events)
         stages = dict(outcome.seconds)
         e2e_rate = args.events / e2e
+        mean_rate = (baseline["events_per_s"] + baseline_after["events_per_s"]) / 2
+        memory = stack_memory(stack)
         result = {
             "benchmark": "ingest",
             "events": args.events,
@@ -279,16 +303,21 @@ def main() -> int:
                 "platform": platform.platform(),
                 "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             },
-            "spark_master": args.spark_master,
-            "spark_class_archive": not args.no_class_archive,
+            "spark": "the stack's Spark Connect server (local[*]), warm",
+            "spark_warm_up_s": warm_s,
             "raw_consume": baseline,
+            "raw_consume_after": baseline_after,
+            "raw_consume_mean_events_per_s": round(mean_rate, 1),
             "raw_consume_parallel": parallel,
             "consume_check_parallel": checked,
             "spark_warm_repeat": warm,
             "end_to_end": {
                 "seconds": round(e2e, 3),
                 "events_per_s": round(e2e_rate, 1),
-                "ratio_to_raw_consume": round(e2e_rate / baseline["events_per_s"], 3),
+                "ratio_to_raw_consume": round(e2e_rate / mean_rate, 3),
+                "ratio_to_raw_consume_before": round(e2e_rate / baseline["events_per_s"], 3),
+                "ratio_to_raw_consume_after": round(e2e_rate / baseline_after["events_per_s"], 3),
+                "load_avg_1m_at_start": round(load_e2e, 2),
                 "stages_s": stages,
                 "rows_published": outcome.features.rows if outcome.features else None,
                 "quarantined": outcome.raw.quarantined,
@@ -301,6 +330,8 @@ def main() -> int:
                 ),
             },
             "produce_seconds": round(produce_s, 3),
+            "stack_memory_mb": memory,
+            "facts": run_facts(load_before),
             "before": before,
         }
         out = Path(args.out)
@@ -315,6 +346,18 @@ def main() -> int:
     return 0
 
 
+def stack_memory(stack) -> dict[str, float]:
+    """Resident memory (MiB) of each service the benchmark's stack runs, its child processes included."""
+    out = {}
+    for record in stack.records():
+        proc = record.process()
+        if proc is None:
+            continue
+        family = [proc, *proc.children(recursive=True)]
+        out[record.service] = round(sum(p.memory_info().rss for p in family if p.is_running()) / 2**20, 1)
+    return out
+
+
 def floor(r: dict) -> dict[str, float] | None:
     """The least any ingestion could take here: the fastest kafka-python read of this machine, then the
     Spark query in a warm JVM and the gate, which cannot start before the last event is read."""
@@ -323,7 +366,9 @@ def floor(r: dict) -> dict[str, float] | None:
         return None
     st = r["end_to_end"]["stages_s"]
     parts = {"read": read["seconds"], "spark": warm["seconds"], "gate": st.get("validation", 0.0)}
-    return {**parts, "total": round(sum(parts.values()), 3), "budget": round(r["raw_consume"]["seconds"] / 0.8, 3)}
+    base_s = r["events"] / r["raw_consume_mean_events_per_s"] if "raw_consume_mean_events_per_s" in r else None
+    budget = (base_s or r["raw_consume"]["seconds"]) / GOAL
+    return {**parts, "total": round(sum(parts.values()), 3), "budget": round(budget, 3)}
 
 
 def markdown(r: dict) -> str:
@@ -334,14 +379,28 @@ def markdown(r: dict) -> str:
         "",
         f"{r['events']:,} events ({r['malformed_rate']:.0%} malformed), transactions spec, one run of "
         f"`benchmarks/ingest_bench.py`; {r['machine']['cpus']} CPUs "
-        f"(1-min load average at the end: {r['machine']['load_avg_1m_at_end']}), Spark `{r['spark_master']}`"
-        + (" with its class archive (`make dev` writes it)." if r.get("spark_class_archive") else "."),
+        f"(1-min load average: {r.get('facts', {}).get('load_average_before', '?')} before the benchmark, "
+        f"{r['end_to_end'].get('load_avg_1m_at_start', '?')} at the start of the run, "
+        f"{r['machine']['load_avg_1m_at_end']} at the end), Spark: {r.get('spark', r.get('spark_master'))}.",
         "",
         "| measurement | seconds | events/s | vs raw consume |",
         "| --- | ---: | ---: | ---: |",
         f"| raw kafka-python consume (baseline: one bare consumer, no parsing) | {raw['seconds']:.1f} | "
         f"{raw['events_per_s']:,.0f} | 1.00x |",
     ]
+    after = r.get("raw_consume_after")
+    if after:
+        mean = r["raw_consume_mean_events_per_s"]
+        lines[-1] = (
+            f"| raw kafka-python consume before the run (one bare consumer, no parsing) | {raw['seconds']:.1f} | "
+            f"{raw['events_per_s']:,.0f} | {raw['events_per_s'] / mean:.2f}x |"
+        )
+        lines.append(
+            f"| the same after the run | {after['seconds']:.1f} | {after['events_per_s']:,.0f} | "
+            f"{after['events_per_s'] / mean:.2f}x |"
+        )
+        lines.append(f"| **baseline: the mean of the two** | | **{mean:,.0f}** | **1.00x** |")
+        raw = {**raw, "events_per_s": mean, "seconds": r["events"] / mean}
     if par:
         lines.append(
             f"| bare consumers, one process per partition ({par['processes']}, ingestion's GC setting), no parsing "
@@ -378,15 +437,19 @@ def markdown(r: dict) -> str:
         "| --- | ---: | ---: |" + (" ---: |" if before else ""),
     ]
     names = {
-        "consume_parse": "consume + parse + quarantine (Kafka -> local Parquet); the JVM starts meanwhile",
+        "consume_parse": "consume + parse + quarantine (Kafka -> local Parquet)",
         "raw_write": "raw/quarantine Parquet upload + commit on the branch",
         "spark_start_waited": "waiting for the JVM start and warm-up query after consumption",
+        "spark_session": "opening the session on the Spark Connect server",
         "features": "model table (read, Spark, assemble, write, upload, commit)",
         "features.raw_read": "  of which raw Parquet read into Arrow",
+        "features.raw_read_dedup": "  of which raw Parquet read + dedup against earlier batches",
+        "features.history_read": "  of which history slice read",
         "features.spark_query": "  of which Spark query on the narrow columns + collect",
         "features.assemble": "  of which event columns joined back and sorted in Arrow",
         "features.parquet_write": "  of which model-table Parquet write",
         "features.upload_commit": "  of which upload + commit on the branch",
+        "features.write_upload_commit": "  of which model-table write + upload + catalog + commit",
         "validation": "Great Expectations suite + dataset checks + Data Docs",
         "commit_merge": "commit metadata + merge into main + tag",
     }
@@ -407,8 +470,17 @@ def markdown(r: dict) -> str:
         "",
         f"Produced with kafka-python in {r['produce_seconds']:.0f}s (not part of either measurement).",
         "",
-        f"The goal of 0.8x the raw consume rate is **{'met' if ratio >= 0.8 else 'not met'}** ({ratio:.2f}x).",
+        f"The goal of {GOAL}x the raw consume rate is **{'met' if ratio >= GOAL else 'not met'}** ({ratio:.2f}x; "
+        f"{e2e.get('ratio_to_raw_consume_before', ratio):.2f}x against the consume before the run, "
+        f"{e2e.get('ratio_to_raw_consume_after', ratio):.2f}x against the one after).",
     ]
+    if r.get("stack_memory_mb"):
+        lines += [
+            "",
+            "Resident memory of the benchmark's stack after the run (MiB, each service with its children): "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in r["stack_memory_mb"].items())
+            + ". `results/stack.md` has the whole stack of `flywheel up`.",
+        ]
     fl = floor(r)
     if fl:
         lines += [
@@ -428,24 +500,21 @@ def markdown(r: dict) -> str:
                 else "| kafka-python read, bare consumers in parallel, no parsing | "
             )
             + f"{fl['read']:.1f} |",
-            f"| Spark model-table query in a warm JVM (fastest of {r['spark_warm_repeat'].get('repeats', 1)} repeats "
-            f"after the run) | {fl['spark']:.1f} |",
+            f"| Spark model-table query on the warm server (fastest of "
+            f"{r['spark_warm_repeat'].get('repeats', 1)} repeats after the run) | {fl['spark']:.1f} |",
             f"| GX gate as the run measured it | {fl['gate']:.1f} |",
             f"| **floor (sum)** | **{fl['total']:.1f}** |",
-            f"| budget at 0.8x the raw consume ({raw['seconds']:.1f}s / 0.8) | {fl['budget']:.1f} |",
+            f"| budget at {GOAL}x the raw consume ({raw['seconds']:.1f}s / {GOAL}) | {fl['budget']:.1f} |",
             "",
-            f"The floor is {fl['total'] / fl['budget']:.2f}x the budget. That leaves out quarantine, Parquet, "
-            "uploads, the JVM start and its cold first query, which are all real costs. Even so, 0.8x is out of "
-            "reach on "
-            f"{r['machine']['cpus']} CPUs"
+            f"The floor is {fl['total'] / fl['budget']:.2f}x the budget. It leaves out quarantine, Parquet, uploads "
+            "and commits, which are all real costs, and it adds parts that cannot overlap: the query and the gate "
+            "need the whole batch read first"
             + (
                 f" ({par['processes']} bare consumers together read at "
-                f"{par['events_per_s'] / raw['events_per_s']:.2f}x one consumer). "
+                f"{par['events_per_s'] / raw['events_per_s']:.2f}x one consumer on {r['machine']['cpus']} CPUs)."
                 if par
-                else ". "
-            )
-            + "Meeting the goal needs more cores (readers in parallel, a Spark with more executors) or a "
-            "long-lived warm Spark (Spark Connect, `SPARK_REMOTE`, as in the k8s profile).",
+                else "."
+            ),
         ]
     lines += [
         "",
@@ -455,10 +524,12 @@ def markdown(r: dict) -> str:
         "and checks every field against the spec into per-column lists, then writes Parquet. kafka-python's own "
         "record decoding is about half of a reader's CPU. Readers run the cyclic GC less often (gen-0 threshold "
         "100k): a read makes millions of short-lived containers and almost no cycles.",
-        "- The Spark JVM starts while Kafka is read. If it is up before the read ends, it runs a warm-up query on "
-        "generated rows of the spec, cancelled when the read ends. On 2 CPUs the readers leave it little room, "
-        "so the run's query is usually still a cold JVM's first: compare the Spark query in the run with the "
-        "warm repeat in the floor table.",
+        "- Readers are forked from a fork server that imported their modules once (3 spawned interpreters "
+        "importing them each took seconds of the 2 CPUs). Each reader checks events with the spec's generated "
+        "fast path (pipelines.spec.fastcheck: straight-line type and bound tests, about half the CPU of the "
+        "general check, which still decides every unusual event and gives its reason).",
+        "- Spark is the stack's long-lived Spark Connect server (`flywheel up`), warm: no JVM starts in the run. "
+        "It shares this machine's disk, so it reads the raw files itself.",
         "- Spark reads only the columns it needs (id, key, timestamp, label, aggregated columns, Kafka "
         "partition/offset) straight from the raw files, with a row number from Parquet metadata. It dedups, "
         "computes the windows and the split, and returns (row number, aggregates, split code). The event columns "
