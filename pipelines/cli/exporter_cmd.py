@@ -58,8 +58,10 @@ def kafka_lag_reader(timeout_s: float) -> Callable[[], Mapping[str, int]] | None
 
 def _run(args: argparse.Namespace) -> int:
     from pipelines.config import setting
+    from pipelines.logs import configure
     from pipelines.observability.exporter import Exporter, readers_for, serve
 
+    configure()  # text, or JSON lines with FLYWHEEL_LOG_FORMAT=json (the images set it)
     # MLflow's HTTP client reads its timeout and retries from the environment; a scrape must not wait minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, int(args.timeout))))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

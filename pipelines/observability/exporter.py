@@ -37,7 +37,7 @@ from pipelines.lineage.records import RecordError, record_from_json
 from pipelines.observability.metrics import CATALOG, PIPELINE, create
 from pipelines.registry import DECISION_TAG
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("flywheel.observability.exporter")  # the CLI configures it (pipelines.logs)
 
 RECORDS_FOLDER = "flywheel-records"  # resources/records_io.py: <base>/flywheel-records/<asset>.json
 # The drift helper's files (pipelines/monitoring/stage.py, metrics.py), relative to <base>/flywheel-records.
