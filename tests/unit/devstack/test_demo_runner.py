@@ -25,3 +25,15 @@ def test_long_work_shows_progress_and_keeps_the_log(tmp_path: Path, capsys: pyte
 def test_a_job_past_its_time_is_stopped_with_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(FlywheelError, match=r"did not finish within 0s; its log: "):
         run_logged([sys.executable, "-c", "import time; time.sleep(30)"], {}, tmp_path, tmp_path / "l.log", 0.5, 0.2)
+
+
+def test_the_demo_says_which_spark_ingested(tmp_path: Path) -> None:
+    """`make demo` reads the job's log for the line pipelines.spark writes when it picks a session."""
+    from pipelines.devstack.demo import spark_used
+
+    log = tmp_path / "demo-ingest_job.log"
+    log.write_text("features - INFO - Spark: the Spark Connect server at sc://127.0.0.1:15002\nmore\n")
+    assert spark_used(log) == "the Spark Connect server at sc://127.0.0.1:15002"
+    log.write_text("WARNING no Spark Connect server (SPARK_REMOTE is not set): starting an in-process ...\n")
+    assert spark_used(log).startswith("an in-process session")
+    assert spark_used(tmp_path / "missing.log") == "not reported in the job's log"
