@@ -21,11 +21,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import AssetKey, Definitions, RunRequest, SkipReason, build_sensor_context, instance_for_test
+from dagster import (
+    AssetKey,
+    Definitions,
+    RunRequest,
+    SkipReason,
+    build_sensor_context,
+    instance_for_test,
+    materialize,
+)
 from kafka import KafkaProducer
 
 from assets.evaluate import evaluated_model
 from assets.ingest import features, raw_events, validated_dataset
+from assets.monitoring import drift_report
 from assets.optimize import optimized_model
 from assets.training import trained_model
 from jobs import pipeline_job
@@ -33,6 +42,7 @@ from pipelines import registry
 from pipelines.devstack.produce.producer import produce_scenario
 from pipelines.evaluate.stage import score
 from pipelines.lake import Lake, LakeFSSettings
+from pipelines.lineage import keys
 from pipelines.lineage.records import DriftReport, record_from_json
 from pipelines.monitoring.stage import EVIDENCE_BRANCH, latest_report
 from pipelines.spec import load_spec
@@ -198,6 +208,14 @@ def test_drift_triggers_a_guarded_retrain_and_a_fresh_baseline_does_not(world: d
     assert calm.predictions == predicted
     assert any(c["kind"] == "score" and not c["drifted"] for c in calm.columns)
     assert calm.label["labelled_predictions"] > 0 and calm.label["realized_auc"] is not None
+    # The same check on demand: the drift_report asset, its report linked from the materialization.
+    asset_resources = {k: w["resources"][k] for k in ("kafka", "lakefs", "mlflow", "io_manager")}
+    materialized = materialize([drift_report], resources=asset_resources, instance=w["instance"])
+    (event,) = materialized.get_asset_materialization_events()
+    meta = event.event_specific_data.materialization.metadata
+    assert meta[keys.DRIFT_DECISION].value == "no drift" and meta["report"].value.startswith("file://")
+    assert Path(meta[keys.DRIFT_REPORT].path).exists() and "| column |" in meta["summary"].value
+    assert isinstance(materialized.output_for_node("drift_report"), DriftReport)
 
     # 3. Drifted traffic: evidence in lakeFS and a pipeline_job request with a stable run key and its tags.
     drift_started = time.monotonic()
