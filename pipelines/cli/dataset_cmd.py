@@ -81,6 +81,10 @@ def dataset_at(lake: Any, ref: str, spec_name: str) -> dict[str, Any]:
                 "version": int(meta.get(keys.DATASET_VERSION, 0)),
                 "run_id": meta.get(keys.RUN_ID),
                 "rows": int(meta.get(keys.ROWS, 0)),
+                "batch": meta.get(keys.BATCH) or None,
+                "new_rows": int(meta.get(keys.NEW_ROWS, 0)),
+                "duplicates_dropped": _loads(meta.get(keys.DUPLICATES)),
+                "feature_hash": meta.get(keys.FEATURE_HASH) or None,
                 "new_events": int(meta.get(keys.EVENTS, 0)),
                 "valid": int(meta.get(keys.VALID, 0)),
                 "quarantined": int(meta.get(keys.QUARANTINED, 0)),
@@ -113,6 +117,7 @@ def _show(args: argparse.Namespace) -> int:
         f"ref       {info['ref']} -> commit {info['commit']}",
         f"uri       {info['uri']}",
         f"rows      {info['rows']}  splits {info['splits']}",
+        f"batch     {info['batch']}: {info['new_rows']} new rows, duplicates dropped {info['duplicates_dropped']}",
         f"ingested  {info['new_events']} events in this version: {info['valid']} valid, "
         f"{info['quarantined']} quarantined",
         f"offsets   {info['offsets']}  (this version read {info['offset_ranges']})",

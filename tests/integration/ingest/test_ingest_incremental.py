@@ -132,7 +132,7 @@ def test_runs_append_batches_equal_to_one_full_build(env: IngestEnv, capsys) -> 
     assert catalog_at(env, MAIN).batches[2].duplicates_across_batches == 10
 
 
-def test_failed_gate_on_the_third_batch_leaves_main_with_the_first_two(env: IngestEnv) -> None:
+def test_failed_gate_on_the_third_batch_leaves_main_with_the_first_two(env: IngestEnv, tmp_path, capsys) -> None:
     spec, lake = env.spec, env.lake
     batches = stream(spec, batches=3)
     for n, raw in enumerate(batches[:2], start=1):
@@ -151,6 +151,19 @@ def test_failed_gate_on_the_third_batch_leaves_main_with_the_first_two(env: Inge
     tables = batch_tables(env, MAIN)
     assert [t.num_rows for t in tables] == [150, 150]
     assert catalog_at(env, "ingest-bad-3").batches[-1].seq == 3  # kept for inspection on its branch
+    capsys.readouterr()
+    assert flywheel(["dataset", "show", "--spec", str(env.spec_path), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["batch"], shown["new_rows"], shown["rows"]) == ("2", 150, 300)
+
+    # a rebuild goes through the same gate: one that fails it leaves main as it was
+    data = spec.model_dump(mode="json")
+    data["gates"]["label_rate_max"] = 0.02
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert flywheel(["dataset", "rebuild", "--spec", str(strict), "--run-id", "strict"]) == 1
+    assert "failed the gate" in capsys.readouterr().err
+    assert lake.resolve(MAIN) == head and objects(env, MAIN) == before
 
 
 def test_changed_feature_definition_is_refused_until_rebuild(env: IngestEnv, tmp_path) -> None:
