@@ -83,15 +83,15 @@ for i = 6 + 4 * k, #ARGV - 1, 2 do
   local t = tonumber(ARGV[i + 1])
   local members = redis.call('ZRANGEBYSCORE', prefix .. 'h:' .. ARGV[i],
     string.format('%d', t - longest), string.format('%d', t - 1))
-  local times, values = {}, {}
+  local times, values = {}, {}  -- values flat: member m's column c at (m - 1) * ncols + c
   for m, text in ipairs(members) do
-    local fields, pos = {}, 1
-    for c = 0, ncols do
-      local bar = string.find(text, '|', pos, true)
-      fields[c] = string.sub(text, pos, bar - 1)
-      pos = bar + 1
+    local bar = string.find(text, '|', 1, true)
+    times[m] = tonumber(string.sub(text, 1, bar - 1))
+    for c = 1, ncols do
+      local pos = bar + 1
+      bar = string.find(text, '|', pos, true)
+      values[(m - 1) * ncols + c] = string.sub(text, pos, bar - 1)
     end
-    times[m], values[m] = tonumber(fields[0]), fields
   end
   local row = {}
   for j = 1, k do
@@ -106,7 +106,7 @@ for i = 6 + 4 * k, #ARGV - 1, 2 do
     else
       local inside = {}
       for m = 1, #members do
-        local v = values[m][cols[j]]
+        local v = values[(m - 1) * ncols + cols[j]]
         if times[m] >= start and v ~= '' then inside[#inside + 1] = tonumber(v) end
       end
       local n = #inside
