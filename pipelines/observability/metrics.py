@@ -46,13 +46,6 @@ SERVING = [
         LATENCY_BUCKETS,
     ),
     MetricDef(
-        "flywheel_serving_model_latency_seconds",
-        "histogram",
-        "Predict request latency by the model version and arm that answered (the canary analysis compares them)",
-        ("model_version", "arm"),
-        LATENCY_BUCKETS,
-    ),
-    MetricDef(
         "flywheel_serving_predictions", "counter", "Predictions made by model version and arm", ("model_version", "arm")
     ),
     MetricDef(
