@@ -245,3 +245,8 @@ def test_dashboards_are_importable_grafana_json() -> None:
             assert not area & cells, f"{path.name}: {panel['title']} overlaps another panel"
             cells |= area
             assert {t["refId"] for t in panel["targets"]} and all(t["expr"] for t in panel["targets"])
+
+
+def test_catalog_names_are_unique() -> None:
+    names = [m.name for m in SERVING + PIPELINE]
+    assert sorted({n for n in names if names.count(n) > 1}) == []  # a duplicate breaks create() ("Duplicated")
