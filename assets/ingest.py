@@ -26,6 +26,7 @@ from dagster import (
 from pydantic import Field
 
 from pipelines.features import stage as feature_stage
+from pipelines.features.batches import FeatureDefinitionChangedError
 from pipelines.ingest import stages
 from pipelines.lake import lake_uri
 from pipelines.lineage import keys
@@ -85,7 +86,12 @@ def raw_events(
         if n % 100_000 < 20_000:
             context.log.debug(f"read {n} events")
 
-    raw = stages.ingest_raw(lakefs.lake, kafka.reader_factory(), spec, context.run_id, settings, progress=on_progress)
+    try:
+        raw = stages.ingest_raw(
+            lakefs.lake, kafka.reader_factory(), spec, context.run_id, settings, progress=on_progress
+        )
+    except FeatureDefinitionChangedError as exc:  # a retry meets the same table: rebuild it first
+        raise Failure(description=str(exc), allow_retries=False) from exc
     counts = {
         "events": MetadataValue.int(raw.events),
         "valid": MetadataValue.int(raw.valid),
