@@ -4,7 +4,6 @@ test gets a clean database."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +25,3 @@ def redis_url(redis_server: tuple[str, object]) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield url
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path

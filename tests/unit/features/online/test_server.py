@@ -32,3 +32,31 @@ def test_password_and_config_are_private_and_state_survives_a_restart(tmp_path: 
         store = RedisOnlineStore(SPEC, url2, timeout_s=2.0)
         assert store.lookup(["c"], [2_000]) == before
         assert store.state().offsets == {0: 1}
+
+
+def test_a_store_that_stops_makes_lookups_unavailable_not_empty(tmp_path: Path) -> None:
+    """The server dies under a connected client: the next lookup raises within the timeout (serving's 503),
+    it never returns default aggregates."""
+    import time
+
+    import pytest
+
+    from pipelines.features.online.api import OnlineStoreUnavailable
+
+    with running(tmp_path / "store", persist=False) as (url, proc):
+        store = RedisOnlineStore(SPEC, url, timeout_s=0.5)
+        store.init(SPEC.topic.name, None)
+        assert store.lookup(["c"], [1_000]) == [
+            {
+                "cust_txn_count_24h": 0.0,
+                "cust_amount_sum_24h": 0.0,
+                "cust_amount_max_7d": 0.0,
+                "cust_seconds_since_last": -1.0,
+            }
+        ]
+        proc.kill()
+        proc.wait(timeout=10)
+        started = time.monotonic()
+        with pytest.raises(OnlineStoreUnavailable, match="is it running"):
+            store.lookup(["c"], [1_000])
+        assert time.monotonic() - started < 3.0
