@@ -96,6 +96,16 @@ def test_live_not_ready_until_the_first_model_then_champion_without_restart(
     assert [p["model_version"] for p in answer.json()["predictions"]] == [first] * 3
 
 
+def test_the_demo_step_shows_the_model_answering(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipelines.devstack.demo_serving import show_serving
+
+    shown = show_serving({"FLYWHEEL_SERVING_URL": server}, SPEC, requests=3, per_request=4)
+    champion = registry.alias_version(NAME, registry.CHAMPION)
+    assert shown["champion"] == champion and shown["answered"] == {f"version {champion} (champion)": 12}
+    out = capsys.readouterr().out
+    assert "flywheel_serving_requests_total" in out and "/v1/models: champion" in out
+
+
 def test_admin_routes_need_the_token(server: str) -> None:
     assert httpx.post(f"{server}/admin/reload").status_code == 401
     assert httpx.post(f"{server}/admin/rollout", json={"action": "promote"}).status_code == 401
