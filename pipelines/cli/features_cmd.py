@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lateness-hours", type=float, default=1.0, help="history kept beyond the longest window (default 1)"
     )
     update.add_argument("--wait-s", type=float, default=60.0, help="how long to wait for the store and the topic")
+    update.add_argument(
+        "--workers", type=int, default=1, help="processes, each over a share of the partitions (default 1)"
+    )
     update.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     update.add_argument(
         "--metrics-host",
@@ -136,8 +139,28 @@ def _update(args: argparse.Namespace) -> int:
                 f"Kafka at {servers} is not reachable ({exc}); is it running (`flywheel status`)?"
             ) from None
 
+    if args.workers < 1:
+        raise FlywheelError(f"--workers must be at least 1, got {args.workers}")
     updater = Updater(spec, store, make_consumer)
     _wait("the online store", store.ping, args.wait_s, stop)
+    if args.workers > 1:
+        from pipelines.ingest.parallel import KafkaConsumerFactory
+        from pipelines.online.parallel import run_workers
+
+        _wait(f"topic {spec.topic.name!r}", lambda: updater.start(topic_timeout_s=5.0), args.wait_s, stop)
+        updater.close()  # the topic exists: the workers take over
+        factory = KafkaConsumerFactory({"bootstrap_servers": kafka_bootstrap().split(","), **consumer_settings(spec)})
+        stats = run_workers(
+            store,
+            factory,
+            args.workers,
+            stop,
+            until_caught_up=args.until_caught_up,
+            max_seconds=args.max_seconds,
+            on_beat=metrics.observe_store if metrics else None,
+        )
+        print(json.dumps(stats.to_dict(), indent=2))
+        return 0
     _wait(f"topic {spec.topic.name!r}", lambda: updater.start(topic_timeout_s=5.0), args.wait_s, stop)
     print(f"feature updater: {spec.topic.name} -> online store at {store.where} (spec {spec.name})", flush=True)
     try:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.observability.metrics import create
 
 if TYPE_CHECKING:
+    from pipelines.features.online.store import RedisOnlineStore
     from pipelines.online.updater import Updater
 
 EVENTS = "flywheel_features_updater_events"
@@ -41,3 +42,14 @@ class UpdaterMetrics:
         lag = updater.lag()
         if lag is not None:
             self.lag.labels(spec).set(lag)
+
+    def observe_store(self, store: RedisOnlineStore) -> None:
+        """With several worker processes: the store's counters (all writers, bootstrap included) and the lag
+        each worker wrote with its heartbeat."""
+        meta = store.meta()
+        spec = store.spec.name
+        for outcome, attr in OUTCOMES.items():
+            total = int(meta.get(attr, 0))
+            self.events.labels(spec, outcome).inc(max(total - self._seen.get(outcome, total), 0))
+            self._seen[outcome] = total
+        self.lag.labels(spec).set(sum(int(v) for k, v in meta.items() if k.startswith("lag_p")))

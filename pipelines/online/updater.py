@@ -85,6 +85,7 @@ class Updater:
         poll_timeout_ms: int = 200,
         max_records_per_poll: int = 10_000,
         commit_group_every_s: float = 5.0,
+        partitions: Sequence[int] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -93,6 +94,7 @@ class Updater:
         self.poll_timeout_ms = poll_timeout_ms
         self.max_records_per_poll = max_records_per_poll
         self.commit_group_every_s = commit_group_every_s
+        self.only = None if partitions is None else set(partitions)  # a worker's share (pipelines.online.parallel)
         self.checker = checker_for(spec)
         fields = spec.event_fields
         self._columns = [fields.index(c) for c in aggregated_columns(spec)]
@@ -123,6 +125,8 @@ class Updater:
             log.warning("online store: %s", reset.describe())
             self.store.set_offsets({}, topic_id)
         self.store.init(self.topic, topic_id)
+        if self.only is not None:
+            partitions = [p for p in partitions if p in self.only]
         self._tps = {p: TopicPartition(self.topic, p) for p in partitions}
         self.consumer.assign(list(self._tps.values()))
         return self._seek(offsets)
@@ -296,6 +300,10 @@ class Updater:
         self.stats.seconds += time.monotonic() - t0
         return self.stats
 
+    def _partition_lag(self, tp: Any) -> int:
+        hw = self.consumer.highwater(tp)
+        return 0 if hw is None else max(hw - self.consumer.position(tp), 0)
+
     def lag(self) -> int | None:
         """Events in the topic not applied yet, from the last fetches' high watermarks (None: not known)."""
         total = 0
@@ -308,7 +316,7 @@ class Updater:
 
     def run(
         self,
-        stop: threading.Event,
+        stop: threading.Event | Any,  # or a multiprocessing Event (is_set, wait)
         heartbeat_s: float = 2.0,
         retry_s: float = 2.0,
         on_beat: Callable[[Updater], None] | None = None,
@@ -323,7 +331,8 @@ class Updater:
                 now = time.monotonic()
                 if now - last_beat >= heartbeat_s:
                     self.flush()
-                    self.store.heartbeat(updater_events=self.stats.events, updater_lag=self.lag() or 0)
+                    lag = {f"lag_p{tp.partition}": self._partition_lag(tp) for tp in self._tps.values()}
+                    self.store.heartbeat(**lag)
                     if on_beat is not None:
                         on_beat(self)
                     last_beat = now

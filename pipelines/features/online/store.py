@@ -288,6 +288,11 @@ class RedisOnlineStore:
         with self._calls("writing the updater's heartbeat"):
             self.client.hset(self.keys.meta, mapping={"updated_ms": int(time.time() * 1000), **fields})
 
+    def meta(self) -> dict[str, str]:
+        """The meta hash as text (counters, heartbeat fields such as each partition's lag `lag_p<n>`)."""
+        with self._calls("reading the store's meta"):
+            return {k.decode(): v.decode() for k, v in self.client.hgetall(self.keys.meta).items()}
+
     def state(self) -> StoredState:
         with self._calls("reading the store's state"):
             pipe = self.client.pipeline(transaction=False)

@@ -61,3 +61,32 @@ def test_a_killed_updater_neither_skips_nor_double_counts(world: Any, online_sto
     updater.catch_up()
     updater.close()
     assert lookup_all(store, keys, times) == after_kill
+
+
+def test_two_worker_processes_answer_as_one_updater(world: Any, online_store: Any) -> None:
+    """`--workers 2`: processes over shares of the partitions apply every record once, and the store answers
+    as after a single updater."""
+    import threading
+
+    from pipelines.ingest.parallel import KafkaConsumerFactory
+    from pipelines.online.parallel import run_workers
+    from pipelines.online.updater import consumer_settings
+
+    spec, url = world.spec, online_store[0]
+    events = sample_events(spec, 8_000, seed=31, entities=200, step_ms=10_000)
+    messages = stream(spec, events, seed=31)
+    produce(world.bootstrap, spec.topic.name, messages)
+    store = RedisOnlineStore(spec, url, timeout_s=10.0)
+    factory = KafkaConsumerFactory({"bootstrap_servers": [world.bootstrap], **consumer_settings(spec)})
+    stats = run_workers(store, factory, 2, threading.Event(), until_caught_up=True, max_seconds=120)
+    assert stats.events == len(messages)
+    counters = store.state().counters
+    assert counters["applied"] + counters["duplicates"] + counters["rejected"] == len(messages)
+    keys = [str(e[spec.entity_key]) for e in events]
+    times = [int(e[spec.timestamp]) for e in events]
+    parallel = lookup_all(store, keys, times)
+    store.clear()
+    updater = make_updater(spec, store, world.bootstrap)
+    updater.catch_up()
+    updater.close()
+    assert lookup_all(store, keys, times) == parallel
