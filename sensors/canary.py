@@ -1,5 +1,6 @@
 """Canary analysis sensor: every tick, compares the rolling-out challenger with the champion over the step's
-window from serving's Prometheus metrics (error rate, p99 latency, score distribution shift) and promotes,
+window from serving's Prometheus metrics (error rate, p99 latency, score distribution shift) and, where labels
+arrived, the label AUC of each arm (the predictions topic joined with the events topic by event id), and promotes,
 advances or rolls back by itself (pipelines.serving.analysis); the first model ever becomes champion directly.
 Each decision is recorded as version tags (flywheel.rollout.decision/reason) and as an observation with
 metadata on the `deployment` asset. The step's baseline counters live in the cursor.
@@ -25,7 +26,10 @@ from dagster import (
 from pipelines.config import setting
 from pipelines.errors import FlywheelError
 from pipelines.serving.analysis import analyze
+from pipelines.serving.labels import KafkaLabels
+from pipelines.serving.service import DEFAULT_TOPIC
 from pipelines.spec import load_spec
+from resources.kafka import KafkaResource
 from resources.mlflow import MLflowResource
 from resources.serving import ServingResource
 
@@ -37,15 +41,19 @@ DECISIONS = ("first_model", "advanced", "promoted", "rolled_back")
     default_status=DefaultSensorStatus.RUNNING,
     description="Judge the challenger's rollout from serving's metrics; promote, advance or roll back by itself",
 )
-def canary_analysis_sensor(context: SensorEvaluationContext, mlflow: MLflowResource, serving: ServingResource):
+def canary_analysis_sensor(
+    context: SensorEvaluationContext, mlflow: MLflowResource, serving: ServingResource, kafka: KafkaResource
+):
     spec = load_spec()
     name = setting("FLYWHEEL_SERVING_MODEL") or spec.name
+    topic = setting("FLYWHEEL_PREDICTIONS_TOPIC") or DEFAULT_TOPIC
+    labels = KafkaLabels(kafka.reader_factory(), spec, topic) if kafka.bootstrap_servers.strip() else None
     try:
         cursor = json.loads(context.cursor) if context.cursor else None
     except ValueError:
         cursor = None
     try:
-        result = analyze(name, serving.url or None, spec.rollout, cursor, mlflow.configure())
+        result = analyze(name, serving.url or None, spec.rollout, cursor, mlflow.configure(), labels=labels)
     except FlywheelError as exc:
         return SkipReason(str(exc))
     context.update_cursor(json.dumps(result.cursor))

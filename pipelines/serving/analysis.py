@@ -8,6 +8,7 @@ except for the first model ever: a challenger with no champion is promoted direc
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ from pipelines.serving.rollout import ArmWindow, Verdict, judge, next_action
 from pipelines.serving.router import CHAMPION_ARM, SHADOW_ARM
 from pipelines.spec.model import RolloutSpec
 
+log = logging.getLogger(__name__)
 Counters = dict[str, dict[str, Any]]  # "version|arm" -> {"requests", "errors", "latency": {le: n}, "scores": {le: n}}
 
 
@@ -107,7 +109,7 @@ def analyze(
     cursor: dict[str, Any] | None,
     tracking_uri: str | None = None,
     now: float | None = None,
-    auc: tuple[float, float, int] | None = None,
+    labels: Any = None,  # a labels.KafkaLabels (positions, window_auc); None: no label AUC
 ) -> AnalysisResult:
     now = time.time() if now is None else now
     rollout = state.read_rollout(name, tracking_uri)
@@ -132,12 +134,23 @@ def analyze(
             "baseline",
             f"window of step {rollout.step + 1} of version {rollout.challenger} starts now",
             rollout.challenger,
-            cursor={"step_key": step_key, "since": now, "counters": _jsonable(counters)},
+            cursor={
+                "step_key": step_key,
+                "since": now,
+                "counters": _jsonable(counters),
+                "labels": _label_positions(labels),
+            },
         )
     before: Counters = cursor["counters"]
     arm = SHADOW_ARM if rollout.strategy == "shadow" else "challenger"
     mine = window(before, counters, f"{rollout.challenger}|{arm}")
     theirs = window(before, counters, f"{rollout.champion}|{CHAMPION_ARM}") if rollout.champion else None
+    auc = None
+    if labels is not None and rollout.champion and cursor.get("labels") is not None:
+        try:
+            auc = labels.window_auc(cursor["labels"], (rollout.challenger, arm), (rollout.champion, CHAMPION_ARM))
+        except Exception as exc:  # labels are a bonus: the other checks still decide
+            log.warning("label AUC of the canary window could not be computed: %s", exc)
     verdict = judge(plan, mine, theirs, auc)
     timed = replace(rollout, step_started_at=max(rollout.step_started_at, float(cursor["since"])))
     action = next_action(timed, verdict, now)
@@ -150,6 +163,16 @@ def analyze(
     reason = "; ".join(verdict.reasons) if verdict.ok is False else _healthy(verdict)
     outcome = control.decide(name, action, reason, tracking_uri, now)
     return AnalysisResult(outcome.action, outcome.message, rollout.challenger, verdict, {})
+
+
+def _label_positions(labels: Any) -> dict[str, dict[str, int]] | None:
+    if labels is None:
+        return None
+    try:
+        return labels.positions()
+    except Exception as exc:
+        log.warning("the label window cannot start (Kafka unreachable?): %s", exc)
+        return None
 
 
 def _healthy(verdict: Verdict) -> str:

@@ -71,12 +71,12 @@ def register_candidate(name: str, candidate: TorchCandidate, workdir: Path, pass
     return version
 
 
-def events(n: int, seed: int = 0, entities: int = 500) -> list[dict]:
-    """Raw events as a producer sends them (the spec's sampler), without labels."""
-    cols = sample_columns(SPEC, n, seed=seed, label_rate=0.1, entities=entities, step_ms=1000)
+def events(n: int, seed: int = 0, entities: int = 500, labels: bool = False) -> list[dict]:
+    """Raw events as a producer sends them (the spec's sampler), without labels unless asked for."""
+    cols = sample_columns(SPEC, n, seed=seed, label_rate=0.2, entities=entities, step_ms=1000)
     out = []
     for i in range(n):
-        event = {name: _plain(cols[name][i]) for name in SPEC.event_fields if name != SPEC.label}
+        event = {name: _plain(cols[name][i]) for name in SPEC.event_fields if labels or name != SPEC.label}
         out.append(event)
     return out
 

@@ -19,6 +19,7 @@ from pipelines import registry
 from pipelines.lineage.records import Deployment, Evaluation
 from pipelines.serving.loadgen import run_load
 from pipelines.spec.loader import resolve_spec_path
+from resources.kafka import KafkaResource
 from resources.mlflow import MLflowResource
 from resources.records_io import RecordIOManager
 from resources.serving import ServingResource
@@ -67,12 +68,13 @@ def materialize(record: Evaluation, tracking_uri: str, serving_url: str, records
     return dg.materialize([stub, deployment], resources=resources).output_for_node("deployment")
 
 
-def tick(cursor: str | None, tracking_uri: str, serving_url: str):
+def tick(cursor: str | None, tracking_uri: str, serving_url: str, bootstrap: str):
     context = dg.build_sensor_context(
         cursor=cursor,
         resources={
             "mlflow": MLflowResource(tracking_uri=tracking_uri),
             "serving": ServingResource(url=serving_url, admin_token=TOKEN),
+            "kafka": KafkaResource(bootstrap_servers=bootstrap),
         },
     )
     return canary_analysis_sensor(context), context.cursor
@@ -117,7 +119,7 @@ def test_deployment_then_the_sensor_rolls_the_canary_out_by_itself(
             cursor = None
             decisions = []
             for _ in range(8):
-                result, cursor = tick(cursor, uri, url)
+                result, cursor = tick(cursor, uri, url, stack_env["KAFKA_BOOTSTRAP_SERVERS"])
                 if isinstance(result, dg.SensorResult):
                     decisions.append(result.asset_events[0].metadata["decision"].value)
                     if decisions[-1] == "promoted":

@@ -188,6 +188,43 @@ def test_a_bad_challenger_is_rolled_back_by_the_analysis_and_champion_stays(
     assert {p["model_version"] for p in answers} == {champion}
 
 
+def test_a_challenger_with_a_worse_label_auc_is_rolled_back(
+    server: str, candidates, stack_env: dict[str, str], mlflow_tracking_uri: str, tmp_path: Path
+) -> None:
+    """Labels arrive on the events topic; the analysis joins them with the predictions topic by event id. The
+    score-shift check is switched off here, so only the label AUC can stop the coin-like model."""
+    from kafka import KafkaProducer
+
+    from pipelines.ingest.parallel import kafka_consumer_factory
+    from pipelines.serving.labels import KafkaLabels
+    from pipelines.spec.model import TopicSpec
+
+    champion = registry.alias_version(NAME, registry.CHAMPION)
+    bad = register_candidate(NAME, candidates["coin"], tmp_path)
+    registry.make_challenger(NAME, bad)
+    plan = RolloutSpec(steps=[50, 100], analysis_window_s=2, min_requests=30, max_score_psi=1000, min_labels=100)
+    control.start_rollout(NAME, plan, "canary", mlflow_tracking_uri)
+    wait_for(lambda: (models(server)["rollout"] or {}).get("challenger") == bad)
+    events_spec = SPEC.model_copy(update={"topic": TopicSpec(name=f"labels-{uuid.uuid4().hex[:6]}", partitions=1)})
+    bootstrap = stack_env["KAFKA_BOOTSTRAP_SERVERS"]
+    labels = KafkaLabels(kafka_consumer_factory(bootstrap), events_spec, TOPIC)
+    first = analysis.analyze(NAME, server, plan, None, mlflow_tracking_uri, labels=labels)
+    assert first.action == "baseline"
+    labelled = events(800, seed=31, entities=800, labels=True)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=15000, max_block_ms=15000)
+    for event in labelled:  # the labels arrive (the events topic carries each event with its label)
+        producer.send(events_spec.topic.name, orjson.dumps(event))
+    producer.flush(timeout=30)
+    producer.close()
+    assert run_load(f"{server}/v1/predict", bodies(labelled, 4), 50, 4).failed == 0
+    time.sleep(3)  # the prediction log's sender flushes
+    decided = analysis.analyze(NAME, server, plan, first.cursor, mlflow_tracking_uri, labels=labels)
+    assert decided.action == "rolled_back", decided.message
+    assert "AUC" in decided.message and decided.verdict is not None
+    assert decided.verdict.measures["champion_auc"] > decided.verdict.measures["challenger_auc"] + plan.max_auc_drop
+    assert registry.alias_version(NAME, registry.CHAMPION) == champion
+
+
 def test_predictions_reach_the_topic(server: str, stack_env: dict[str, str]) -> None:
     from kafka import KafkaConsumer
 

@@ -97,3 +97,22 @@ def test_the_admin_token_is_generated_once_owner_only(tmp_path, monkeypatch) -> 
     assert not authorized(None, token) and not authorized(token, token)
     monkeypatch.setenv(TOKEN_SETTING, "from-a-secret")
     assert admin_token(tmp_path) == "from-a-secret"
+
+
+def test_label_auc_joins_predictions_and_labels_by_event_id() -> None:
+    import numpy as np
+
+    from pipelines.serving.labels import join_auc
+
+    rng = np.random.default_rng(0)
+    labels = {f"e{i}": int(rng.random() < 0.3) for i in range(2000)}
+    predictions = []
+    for i, (event_id, label) in enumerate(labels.items()):
+        good = 0.7 * label + 0.3 * rng.random()
+        arm = ("2", "challenger") if i % 2 else ("1", "champion")
+        score = rng.random() if arm[0] == "2" else good  # the challenger scores like a coin
+        predictions.append({"event_id": event_id, "model_version": arm[0], "arm": arm[1], "score": score})
+    predictions.append({"event_id": "unlabelled", "model_version": "1", "arm": "champion", "score": 0.5})
+    mine, theirs, n = join_auc(predictions, labels, ("2", "challenger"), ("1", "champion"))
+    assert theirs > 0.95 and 0.4 < mine < 0.6 and n == 1000
+    assert join_auc(predictions, {"e1": 1}, ("2", "challenger"), ("1", "champion")) is None  # one class: no AUC
