@@ -51,6 +51,7 @@ format: install
 bench: install
 	$(BIN)/python -m pip install -q -e ".[bench]" --config-settings editable_mode=compat
 	for b in produce lakefs ingest history stack training optimize drift serving online; do $(BIN)/python -m benchmarks.$${b}_bench || exit 1; done
+	$(BIN)/python -m benchmarks.results_md
 
 demo: install
 	$(BIN)/python -m pipelines.devstack.demo
