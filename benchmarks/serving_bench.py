@@ -10,9 +10,11 @@ pyfunc). Flywheel serving gets raw events and looks the aggregates up in the sto
 every prediction to Kafka); `mlflow models serve` (one uvicorn worker, local env) gets the same records with the
 aggregates already filled in (the values the store answers), as `dataframe_records`.
 
-Measured per server at batch 1 and batch 32 records per request: throughput, p50 and p99 at an equal offered
-load (open loop, latency from the scheduled send), and the maximum sustainable rate: the highest of a doubling
-series of offered rates answered with no failure, at least 95% of the offered rate and p99 under 500 ms.
+Both servers run side by side (one idle while the other is measured) and every measurement alternates between
+them, so the shared machine's changing load hits both alike. At batch 1 and batch 32 records per request:
+throughput, p50 and p99 at an equal offered load (open loop, latency from the scheduled send), and the maximum
+sustainable rate: the highest of a doubling series of offered rates answered with no failure, at least 95% of the
+offered rate and p99 under 500 ms.
 Goal (issue 14): Flywheel at least 5x the throughput and at most 0.2x the p99 of MLflow's server.
 """
 
@@ -59,7 +61,7 @@ from pipelines.training.synthetic import synthetic_table  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SPEC = load_spec("transactions")
-RATES = (25, 50, 100, 200, 400, 800, 1600, 3200)
+RATES = (25, 50, 100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200)
 MAX_P99_MS = 500.0
 
 
@@ -149,24 +151,33 @@ def process(command: list[str], env: dict[str, str], log: Path, health: str) -> 
                 proc.wait()
 
 
-def measure(url: str, bodies: list[bytes], rate: float, duration: float, step_duration: float) -> dict[str, Any]:
-    run_load(url, bodies, rate, 5)  # warm-up: connections, the store, Kafka's producer, first model calls
-    fixed = run_load(url, bodies, rate, duration)
-    sustainable: LoadResult | None = None
-    steps = []
+def measure(targets: dict[str, tuple[str, list[bytes]]], rate: float, duration: float, step_duration: float
+            ) -> dict[str, Any]:  # fmt: skip
+    """Both servers, interleaved: each measurement of one is followed by the same of the other, so a change of
+    the shared machine's load between them hits both alike."""
+    for url, bodies in targets.values():
+        run_load(url, bodies, rate, 5)  # warm-up: connections, the store, Kafka's producer, first model calls
+    out: dict[str, Any] = {name: {"steps": []} for name in targets}
+    for name, (url, bodies) in targets.items():
+        out[name]["fixed"] = run_load(url, bodies, rate, duration).summary()
+    best: dict[str, LoadResult | None] = dict.fromkeys(targets)
+    going = set(targets)
     for offered in RATES:
-        result = run_load(url, bodies, offered, step_duration, timeout_s=10)
-        ok = result.failed == 0 and result.achieved_rps >= 0.95 * offered and result.p99_ms < MAX_P99_MS
-        steps.append({**result.summary(), "sustained": ok})
-        if not ok:
+        for name in [n for n in targets if n in going]:
+            url, bodies = targets[name]
+            result = run_load(url, bodies, offered, step_duration, timeout_s=10)
+            ok = result.failed == 0 and result.achieved_rps >= 0.95 * offered and result.p99_ms < MAX_P99_MS
+            out[name]["steps"].append({**result.summary(), "sustained": ok})
+            if ok:
+                best[name] = result
+            else:
+                going.discard(name)
+        if not going:
             break
-        sustainable = result
-    return {
-        "fixed": fixed.summary(),
-        "max_sustainable_rps": sustainable.offered_rps if sustainable else 0,
-        "at_max": sustainable.summary() if sustainable else None,
-        "steps": steps,
-    }
+    for name, result in best.items():
+        out[name]["max_sustainable_rps"] = result.offered_rps if result else 0
+        out[name]["at_max"] = result.summary() if result else None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,35 +211,34 @@ def main(argv: list[str] | None = None) -> int:
                     "FLYWHEEL_SERVING_MODEL": name,
                     "FLYWHEEL_STATE_DIR": str(work / "state"),
                 }
-                for batch in (1, 32):
-                    raw = [orjson.dumps({"records": events[i : i + batch]}) for i in range(0, len(events), batch)]
+                flywheel_cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(flywheel_port)]
+                mlflow_cmd = [
+                    sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{version}",
+                    "-p", str(mlflow_port), "-h", "127.0.0.1", "--env-manager", "local", "-w", "1",
+                ]  # fmt: skip
+                # MLflow starts `uvicorn` through bash: this virtualenv's bin must be on PATH.
+                path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+                mlflow_env = {"MLFLOW_TRACKING_URI": uri, "PATH": path}
+                with (
+                    process(
+                        flywheel_cmd, serving_env, work / "flywheel.log", f"http://127.0.0.1:{flywheel_port}/readyz"
+                    ),
+                    process(mlflow_cmd, mlflow_env, work / "mlflow-serve.log", f"http://127.0.0.1:{mlflow_port}/ping"),
+                ):
                     filled = with_aggregates(events)
-                    plain = [
-                        orjson.dumps({"dataframe_records": filled[i : i + batch]}) for i in range(0, len(filled), batch)
-                    ]
-                    row: dict[str, Any] = {}
-                    flywheel_cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(flywheel_port)]
-                    with process(flywheel_cmd, serving_env, work / "flywheel.log",
-                                 f"http://127.0.0.1:{flywheel_port}/readyz"):  # fmt: skip
-                        row["flywheel"] = measure(
-                            f"http://127.0.0.1:{flywheel_port}/v1/predict", raw, args.rate, args.duration,
-                            args.step_duration,
-                        )  # fmt: skip
-                    mlflow_cmd = [
-                        sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{version}",
-                        "-p", str(mlflow_port), "-h", "127.0.0.1", "--env-manager", "local", "-w", "1",
-                    ]  # fmt: skip
-                    # MLflow starts `uvicorn` through bash: this virtualenv's bin must be on PATH.
-                    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-                    mlflow_env = {"MLFLOW_TRACKING_URI": uri, "PATH": path}
-                    with process(mlflow_cmd, mlflow_env, work / "mlflow-serve.log",
-                                 f"http://127.0.0.1:{mlflow_port}/ping"):  # fmt: skip
-                        row["mlflow"] = measure(
-                            f"http://127.0.0.1:{mlflow_port}/invocations", plain, args.rate, args.duration,
-                            args.step_duration,
-                        )  # fmt: skip
-                    results[f"batch_{batch}"] = row
-                    print(json.dumps({f"batch_{batch}": _ratios(row)}), flush=True)
+                    for batch in (1, 32):
+                        raw = [orjson.dumps({"records": events[i : i + batch]}) for i in range(0, len(events), batch)]
+                        plain = [
+                            orjson.dumps({"dataframe_records": filled[i : i + batch]})
+                            for i in range(0, len(filled), batch)
+                        ]
+                        targets = {
+                            "flywheel": (f"http://127.0.0.1:{flywheel_port}/v1/predict", raw),
+                            "mlflow": (f"http://127.0.0.1:{mlflow_port}/invocations", plain),
+                        }
+                        row = measure(targets, args.rate, args.duration, args.step_duration)
+                        results[f"batch_{batch}"] = row
+                        print(json.dumps({f"batch_{batch}": _ratios(row)}), flush=True)
         finally:
             stack.down()
     report = {
@@ -288,6 +298,19 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["| --- | --- | --- |"]
     for key, ratio in report["ratios"].items():
         lines.append(f"| {key.split('_')[1]} | {ratio['max_rate_x']:g} | {ratio['p99_at_equal_load_x']:g} |")
+    lines += ["", "p50 / p99 ms at each offered rate of the max-rate search (the two servers measured alternately;"]
+    lines += ["- once a server missed a rate it is not measured further):", ""]
+    lines += [
+        "| batch | offered req/s | Flywheel p50 / p99 | MLflow p50 / p99 | p99 Flywheel/MLflow |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for key, row in report["results"].items():
+        by_rate = {name: {st["offered_rps"]: st for st in row[name]["steps"]} for name in ("flywheel", "mlflow")}
+        for rate in sorted(set(by_rate["flywheel"]) | set(by_rate["mlflow"])):
+            f, m = by_rate["flywheel"].get(rate), by_rate["mlflow"].get(rate)
+            shown = [f"{x['p50_ms']:.0f} / {x['p99_ms']:.0f}" if x else "-" for x in (f, m)]
+            ratio = f"{f['p99_ms'] / m['p99_ms']:.2f}" if f and m and m["p99_ms"] else "-"
+            lines.append(f"| {key.split('_')[1]} | {rate:g} | {shown[0]} | {shown[1]} | {ratio} |")
     lines += ["", "Servers: " + "; ".join(f"{k}: {v}" for k, v in report["servers"].items())]
     return "\n".join(lines) + "\n"
 
