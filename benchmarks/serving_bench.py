@@ -299,7 +299,7 @@ def markdown(report: dict[str, Any]) -> str:
     for key, ratio in report["ratios"].items():
         lines.append(f"| {key.split('_')[1]} | {ratio['max_rate_x']:g} | {ratio['p99_at_equal_load_x']:g} |")
     lines += ["", "p50 / p99 ms at each offered rate of the max-rate search (the two servers measured alternately;"]
-    lines += ["- once a server missed a rate it is not measured further):", ""]
+    lines += ["once a server missed a rate it is not measured further):", ""]
     lines += [
         "| batch | offered req/s | Flywheel p50 / p99 | MLflow p50 / p99 | p99 Flywheel/MLflow |",
         "| --- | --- | --- | --- | --- |",
