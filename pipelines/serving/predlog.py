@@ -9,6 +9,7 @@ Record (JSON, key = entity key or event id), read by the drift monitor:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -23,6 +24,29 @@ log = logging.getLogger(__name__)
 QUEUE_FULL = "queue_full"
 KAFKA_UNAVAILABLE = "kafka_unavailable"
 SEND_FAILED = "send_failed"
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float) -> int:
+    """Create the topic unless it exists; its partition count. Raises KafkaError when Kafka cannot answer."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    timeout_ms = int(timeout_s * 1000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
+        client_id="flywheel-serving",
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+    )
+    try:
+        if topic not in set(admin.list_topics()):
+            with contextlib.suppress(TopicAlreadyExistsError):  # another replica created it meanwhile
+                admin.create_topics([NewTopic(topic, partitions, 1)], timeout_ms=timeout_ms)
+        described = admin.describe_topics([topic])
+        return len(described[0]["partitions"]) if described and described[0]["partitions"] else partitions
+    finally:
+        admin.close()
 
 
 class PredictionLog:
@@ -89,16 +113,9 @@ class PredictionLog:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
-        from pipelines.devstack.produce.producer import ProducerSettings, ensure_topic
-
         timeout_ms = int(self.timeout_s * 1000)
         try:
-            self.partitions = ensure_topic(
-                self.bootstrap,
-                self.topic,
-                self.partitions,
-                ProducerSettings(timeout_s=self.timeout_s, client_id="flywheel-serving"),
-            )
+            self.partitions = ensure_topic(self.bootstrap, self.topic, self.partitions, self.timeout_s)
             self._producer = KafkaProducer(
                 bootstrap_servers=[s.strip() for s in self.bootstrap.split(",") if s.strip()],
                 client_id="flywheel-serving",
@@ -111,7 +128,7 @@ class PredictionLog:
             )
             self.last_error = ""
             log.info("prediction log: sending to topic %r on Kafka at %s", self.topic, self.bootstrap)
-        except Exception as exc:  # KafkaError, or the FlywheelError ensure_topic raises
+        except Exception as exc:  # KafkaError (unreachable, refused), or a client that cannot be configured
             kind = "Kafka" if isinstance(exc, KafkaError) else type(exc).__name__
             self.last_error = (
                 f"prediction log: Kafka at {self.bootstrap} is unreachable ({kind}: {exc}); dropping predictions "
