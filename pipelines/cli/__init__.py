@@ -19,6 +19,7 @@ COMMANDS = [
     "pipelines.cli.lakefs_cmd",
     "pipelines.cli.exporter_cmd",
     "pipelines.cli.lineage_cmd",
+    "pipelines.cli.retrain_cmd",
     "pipelines.cli.serve_cmd",
     "pipelines.cli.features_cmd",
 ]
