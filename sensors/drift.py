@@ -41,7 +41,16 @@ from jobs import pipeline_job, retrain_job
 from pipelines.errors import FlywheelError
 from pipelines.ingest.parallel import READER_SETTINGS
 from pipelines.lineage.records import DriftReport
-from pipelines.monitoring.guard import FAILED, PASSED, REJECTED, RUNNING, RetrainDecision, RetrainRun, decide_retrain
+from pipelines.monitoring.guard import (
+    FAILED,
+    PASSED,
+    REJECTED,
+    RUNNING,
+    UNJUDGED,
+    RetrainDecision,
+    RetrainRun,
+    decide_retrain,
+)
 from pipelines.monitoring.metrics import GUARD_FILE
 from pipelines.monitoring.stage import reports_dir, run_check, snapshot_evidence
 from pipelines.spec import load_spec
@@ -102,7 +111,8 @@ def retrain_history(instance: DagsterInstance, limit: int = 50) -> list[RetrainR
             if run.status in ACTIVE:
                 outcome = RUNNING
             elif run.status == DagsterRunStatus.SUCCESS:
-                outcome = PASSED if gates.get(run.run_id, True) else REJECTED
+                gate = gates.get(run.run_id)  # None: the gate never ran (nothing new ingested, steps skipped)
+                outcome = UNJUDGED if gate is None else PASSED if gate else REJECTED
             elif run.status in FINISHED_BAD:
                 outcome = REJECTED if gates.get(run.run_id) is False else FAILED
             else:

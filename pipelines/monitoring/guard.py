@@ -19,6 +19,9 @@ from pipelines.guard import GuardPolicy, PastRun
 from pipelines.spec.model import DriftSpec
 
 RUNNING, PASSED, REJECTED, FAILED = "running", "passed", "rejected", "failed"
+# Ended without the gate judging a model (e.g. ingestion found nothing new, so every later step was skipped):
+# neither a pass that closes the breaker nor a rejection that opens it; it still counts to budget and cooldown.
+UNJUDGED = "unjudged"
 DAY_S = 86_400.0
 _NEVER = 1_000_000  # failures that never trip a policy used only for its budget
 
@@ -28,7 +31,7 @@ class RetrainRun:
     run_id: str
     started_at: float  # epoch seconds
     ended_at: float | None
-    outcome: str  # running | passed | rejected | failed
+    outcome: str  # running | passed | rejected | failed | unjudged
     by_drift: bool = True  # False: launched by a person or a schedule (counts only to reset the breaker)
 
 
@@ -48,7 +51,7 @@ def _consecutive_failures(history: Sequence[RetrainRun]) -> int:
     """Finished runs that did not pass, newest first, up to the latest passing run of any trigger."""
     count = 0
     for run in sorted(history, key=lambda r: r.started_at, reverse=True):
-        if run.outcome == RUNNING:
+        if run.outcome in (RUNNING, UNJUDGED):
             continue
         if run.outcome == PASSED:
             break

@@ -113,6 +113,19 @@ def test_a_failed_run_without_a_gate_decision_counts_as_failed(instance) -> None
     assert [r.outcome for r in retrain_history(instance)] == ["failed"]
 
 
+def test_a_run_that_ended_without_a_gate_decision_does_not_close_the_breaker(instance, tmp_path: Path) -> None:
+    """A successful pipeline_job whose gate never ran (ingestion found nothing new, so training and the gate were
+    skipped) judged no model: it must not count as a pass that closes an open breaker."""
+    for _ in range(3):
+        add_run(instance, DagsterRunStatus.FAILURE, gate=False)
+    add_run(instance, DagsterRunStatus.SUCCESS, gate=None, drift=False)  # a person's run: nothing new, no gate
+    add_run(instance, DagsterRunStatus.SUCCESS, gate=None)  # a drift run: the same
+    assert sorted(r.outcome for r in retrain_history(instance)) == ["rejected"] * 3 + ["unjudged"]
+    result, cursor = tick(instance, True, tmp_path)
+    assert isinstance(result, SkipReason) and "circuit breaker open" in result.skip_message
+    assert cursor["guard"]["breaker_open"] is True and cursor["guard"]["consecutive_rejections"] == 3
+
+
 def test_daily_budget_stops_requests(instance, tmp_path: Path) -> None:
     for _ in range(3):
         add_run(instance, DagsterRunStatus.SUCCESS, gate=True)

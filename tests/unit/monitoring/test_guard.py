@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.monitoring.guard import FAILED, PASSED, REJECTED, RUNNING, RetrainRun, decide_retrain
+from pipelines.monitoring.guard import FAILED, PASSED, REJECTED, RUNNING, UNJUDGED, RetrainRun, decide_retrain
 from pipelines.spec.model import DriftSpec
 
 CFG = DriftSpec(cooldown_minutes=60, daily_budget=3, max_consecutive_rejections=3)
@@ -60,3 +60,11 @@ def test_a_persons_failed_run_does_not_count_towards_the_breaker() -> None:
     history = [run(40, REJECTED), run(30, REJECTED), run(28, FAILED, by_drift=False)]
     decision = decide_retrain(CFG, history, NOW)
     assert decision.allowed and decision.consecutive_rejections == 2
+
+
+def test_a_run_the_gate_never_judged_neither_opens_nor_closes_the_breaker() -> None:
+    three = [run(40, REJECTED), run(30, FAILED), run(26, REJECTED)]
+    still_open = decide_retrain(CFG, [*three, run(25, UNJUDGED)], NOW)
+    assert still_open.breaker_open and still_open.consecutive_rejections == 3
+    two = decide_retrain(CFG, [run(30, REJECTED), run(26, REJECTED), run(5, UNJUDGED)], NOW)
+    assert two.allowed and two.consecutive_rejections == 2 and two.runs_last_day == 1  # it counts to the budget
