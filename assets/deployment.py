@@ -19,6 +19,7 @@ from resources.serving import ServingResource
 class DeploymentConfig(Config):
     strategy: str | None = Field(default=None, description="canary | blue-green | ab | shadow (default: the spec's)")
     steps: list[float] | None = Field(default=None, description="challenger share (%) per step (default: the spec's)")
+    analysis_window_s: float | None = Field(default=None, gt=0, description="each step's window (default: the spec's)")
 
 
 @asset(
@@ -37,8 +38,9 @@ def deployment(
 ):
     spec = load_spec()
     plan = spec.rollout
-    if config.steps is not None:
-        plan = RolloutSpec.model_validate({**plan.model_dump(), "steps": config.steps})
+    overrides = {k: v for k, v in (("steps", config.steps), ("analysis_window_s", config.analysis_window_s)) if v}
+    if overrides:  # e.g. `make demo`'s shorter canary
+        plan = RolloutSpec.model_validate({**plan.model_dump(), **overrides})
     tracking_uri = mlflow.configure()
     record: Deployment = deploy(
         evaluated_model, plan, config.strategy, tracking_uri, serving.url or None, serving.token()

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sensors.evaluate_once", description=__doc__.splitlines()[0])
     parser.add_argument("--launch", action="store_true", help="execute the requested pipeline_job run here")
     parser.add_argument("--profile", default=None, help="resources profile (default FLYWHEEL_PROFILE or local)")
+    parser.add_argument("--run-config", default=None, help="run config (JSON) of the launched run, e.g. the rollout's")
     args = parser.parse_args(argv)
 
     from definitions import build_definitions
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.launch:
             tags = {**result.tags, "dagster/run_key": result.run_key or "", "dagster/sensor_name": drift_sensor.name}
             run = defs.resolve_job_def("pipeline_job").execute_in_process(
-                instance=instance, tags=tags, raise_on_error=False
+                instance=instance, tags=tags, raise_on_error=False, run_config=json.loads(args.run_config or "{}")
             )
             checks = {c.check_name: c.passed for c in run.get_asset_check_evaluations()}
             out["run"] = {"run_id": run.run_id, "success": run.success, "gate_passed": checks.get("passes_gate")}
