@@ -7,4 +7,5 @@ ASSET_MODULES = [
     "assets.evaluate",
     "assets.deployment",
     "assets.monitoring",
+    "assets.audit",
 ]

@@ -41,7 +41,14 @@ pipeline_job = define_asset_job(
     description="The whole loop: ingest_job then retrain_job in one run.",
 )
 
-JOBS = [ingest_job, retrain_job, pipeline_job]
+# Promotion happens after retrain_job (the canary analysis sensor decides), so the audit runs on its own.
+audit_job = define_asset_job(
+    "audit_job",
+    selection=AssetSelection.groups("audit"),
+    description="Write the lineage report (Markdown, HTML, JSON) of every promoted model version.",
+)
+
+JOBS = [ingest_job, retrain_job, pipeline_job, audit_job]
 ingest_hourly = ScheduleDefinition(
     name="ingest_hourly",
     job=ingest_job,

@@ -57,6 +57,15 @@ def markdown(chain: dict[str, Any]) -> str:
     lines += [f"- `{k}`: {json.dumps(v) if not isinstance(v, str) else v}" for k, v in chain["rollout"].items()] or [
         "- none"
     ]
+    deployments = chain.get("deployments") or []
+    if deployments:
+        lines += ["", "| deployment run | strategy | steps (%) | state | traffic | previous champion | message |"]
+        lines += ["|---|---|---|---|---|---|---|"]
+        for d in deployments:
+            lines.append(
+                f"| `{d['dagster_run_id'][:8]}` | {d.get('strategy')} | {d.get('steps')} | {d.get('state')} "
+                f"| {json.dumps(d.get('traffic'))} | {d.get('previous_version') or '-'} | {d.get('message') or ''} |"
+            )
     lines += ["", "## Dagster runs", "| run | job | status | trigger |", "|---|---|---|---|"]
     for r in chain["dagster_runs"].values():
         link = f"[`{r['run_id'][:8]}`]({r['link']})" if r.get("link") else f"`{r['run_id'][:8]}`"

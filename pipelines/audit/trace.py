@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipelines import registry
 from pipelines.errors import FlywheelError
 from pipelines.lineage import keys
 
+# Version tags the rollout writes (pipelines/serving/state.py: flywheel.rollout.decision promoted | rolled_back,
+# flywheel.rollout.reason with what decided it); the rollout's steps live in the registered model's
+# `flywheel.rollout` tag (ROLLOUT_STATE_TAG) while it is this version's, and in the Deployment records.
 ROLLOUT_TAG_PREFIXES = ("flywheel.rollout.", "flywheel.deployment.", "flywheel.canary.")
+ROLLOUT_STATE_TAG = "flywheel.rollout"
 TRIGGER_TAGS = ("dagster/sensor_name", "dagster/schedule_name", "flywheel.trigger", "dagster/backfill")
 MAX_BATCHES = 1000  # dataset commits walked back from the training commit
 
@@ -32,6 +37,7 @@ class Sources:
     dagster_url: str | None = None
     serving_url: str | None = None
     timeout_s: float = 10.0
+    records_dir: Path | None = None  # the IO manager's <base>/flywheel-records: Deployment records per run
 
 
 def _json(value: str | None) -> Any:
@@ -194,6 +200,11 @@ def trace(sources: Sources, name: str, version: str) -> dict[str, Any]:
         (gate_run or {}).get("dagster_run_id"),
     ]
     rollout = {k: _json(v) for k, v in sorted(tags.items()) if k.startswith(ROLLOUT_TAG_PREFIXES)}
+    state = rollout_state(sources, name, version)
+    if state is not None:
+        rollout[ROLLOUT_STATE_TAG] = state
+    deployments = deployment_records(sources.records_dir, name, version)
+    run_ids += [d["dagster_run_id"] for d in deployments]
     return {
         "model": {"name": name, "version": version, "source": mv.source, "created_ms": mv.creation_timestamp},
         "dataset": {
@@ -217,9 +228,41 @@ def trace(sources: Sources, name: str, version: str) -> dict[str, Any]:
             "report_run": gate_run,
         },
         "rollout": rollout,
+        "deployments": deployments,
         "dagster_runs": dagster_runs(sources, [r for r in run_ids if r]),
         "now": serving_state(sources, name, version, aliases),
     }
+
+
+def rollout_state(sources: Sources, name: str, version: str) -> dict[str, Any] | None:
+    """The registered model's rollout tag (strategy, steps, the step reached, state, reason) when the rollout
+    it describes is this version's; the tag holds only the latest rollout of the model."""
+    try:
+        tags = dict(sources.mlflow.get_registered_model(name).tags or {})
+    except Exception:
+        return None
+    state = _json(tags.get(ROLLOUT_STATE_TAG))
+    if isinstance(state, dict) and str(state.get("challenger")) == str(version):
+        return state
+    return None
+
+
+def deployment_records(records_dir: Path | None, name: str, version: str) -> list[dict[str, Any]]:
+    """The `deployment` asset's records of this version (one per run: <records>/runs/<run id>/deployment.json),
+    oldest first; none when the records directory is not known or not local."""
+    if records_dir is None or not Path(records_dir).is_dir():
+        return []
+    from pipelines.lineage.records import Deployment, RecordError, record_from_json
+
+    found = []
+    for path in Path(records_dir).glob("runs/*/deployment.json"):
+        try:
+            record = record_from_json(path.read_text(), where=str(path))
+        except (OSError, RecordError):
+            continue
+        if isinstance(record, Deployment) and record.model_name == name and str(record.version) == str(version):
+            found.append({**record.to_dict(), "dagster_run_id": path.parent.name})
+    return sorted(found, key=lambda d: d.get("started_at") or 0)
 
 
 def _spec_of(sources: Sources, commit: str | None) -> str | None:

@@ -41,7 +41,18 @@ def sources_from_env() -> Sources:
         mlflow=MlflowClient(tracking_uri=tracking),
         dagster_url=setting("FLYWHEEL_DAGSTER_URL"),
         serving_url=setting("FLYWHEEL_SERVING_URL"),
+        records_dir=_records_root(),
     )
+
+
+def _records_root():
+    """Where the deployment records are: FLYWHEEL_RECORDS_DIR, else the Dagster instance's storage (the IO
+    manager's default), else the state dir."""
+    from pipelines.audit.report import records_root
+    from pipelines.config import setting
+
+    home = setting("DAGSTER_HOME")
+    return records_root(str(Path(home) / "storage") if home else None)
 
 
 def _lineage(args: argparse.Namespace) -> int:
