@@ -45,7 +45,7 @@ def sources_from_env() -> Sources:
     )
 
 
-def _records_root():
+def _records_root() -> Path:
     """Where the deployment records are: FLYWHEEL_RECORDS_DIR, else the Dagster instance's storage (the IO
     manager's default), else the state dir."""
     from pipelines.audit.report import records_root
