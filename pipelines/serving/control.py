@@ -37,10 +37,18 @@ def start_rollout(
     strategy: str | None = None,
     tracking_uri: str | None = None,
     now: float | None = None,
+    version: str | None = None,
 ) -> Outcome:
-    """Start rolling out the `challenger`. The first model ever (no champion) becomes the champion at once."""
+    """Start rolling out the `challenger`. The first model ever (no champion) becomes the champion at once.
+    `version`: the one the caller means (the deployment asset's); when the canary analysis already promoted it as
+    the first model (its sensor can tick between the gate and `deployment`), that is the outcome, not an error."""
     now = time.time() if now is None else now
     challenger = registry.alias_version(name, registry.CHALLENGER, tracking_uri)
+    if challenger is None and version is not None:
+        done = state.read_rollout(name, tracking_uri)
+        champion = registry.alias_version(name, registry.CHAMPION, tracking_uri)
+        if done is not None and done.challenger == version == champion and done.champion is None:
+            return Outcome("promoted_first", version, None, done, f"version {version} is the champion: {done.reason}")
     if challenger is None:
         raise RolloutError(f"model {name!r} has no `challenger` alias: only a version that passed the gate rolls out")
     champion = registry.alias_version(name, registry.CHAMPION, tracking_uri)

@@ -62,7 +62,9 @@ def deploy(
             f"{evaluation.model_name} version {evaluation.challenger_version} did not pass the gate: it is not "
             "rolled out (" + "; ".join(evaluation.reasons)[:500] + ")"
         )
-    outcome = control.start_rollout(evaluation.model_name, plan, strategy, tracking_uri)
+    outcome = control.start_rollout(
+        evaluation.model_name, plan, strategy, tracking_uri, version=str(evaluation.challenger_version)
+    )
     rollout = outcome.rollout
     reachable = serving_reachable(serving_url)
     notes = [outcome.message]
