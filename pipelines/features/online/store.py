@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.features.aggregates import longest_window_ms
+from pipelines.features.online import DEFAULT_TIMEOUT_S
 from pipelines.features.online.api import OnlineStoreUnavailable
 from pipelines.features.online.layout import LOOKUP, Aggregator, Keys, layout_signature
 from pipelines.spec.model import DatasetSpec
@@ -28,7 +29,6 @@ from pipelines.spec.model import DatasetSpec
 log = logging.getLogger(__name__)
 
 DEFAULT_LATENESS_MS = 3_600_000  # history kept beyond the longest window: exact lookups up to 1 h late
-DEFAULT_TIMEOUT_S = 0.5
 TRIM_EVERY = 8  # an entity's history is trimmed at about one insert in 8 (see APPLY)
 
 # KEYS: offsets hash, meta hash. ARGV: prefix, keep_ms, ncols, partition ('' = no offset), first offset,
