@@ -54,6 +54,7 @@ def test_retrain_from_lineage_reproduces_the_recorded_metrics(
 
     done = flywheel("retrain", "--from-lineage", f"{MODEL}/{version}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    print(done.stdout)  # the comparison table (shown with pytest -s)
     assert f"lakefs://{lake.repository_id}/{commit}/" in done.stdout
     table = [line.split() for line in done.stdout.splitlines() if line.startswith(("test_", "validation_"))]
     assert {row[0] for row in table} >= {"test_auc", "validation_auc", "test_log_loss"}
