@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.flywheel-installed
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit lint format demo dev up down status clean bench checkov
+.PHONY: install test test-unit test-e2e lint format demo dev up down status clean bench checkov
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -38,6 +38,16 @@ test: install checkov
 # No server, under a minute: the unit tests not marked slow (`make test` runs those too).
 test-unit: install checkov
 	$(BIN)/python -m pytest -q -ra tests/unit -m "not slow" $(PYTEST_ARGS)
+
+# The Dagster UI in headless Chromium (tests/e2e, a few minutes; not in `make test`). Installs Debian's chromium
+# and chromedriver when missing (needs root; otherwise: sudo apt-get install -y chromium chromium-driver, or set
+# CHROMIUM / CHROMEDRIVER to your own binaries). Screenshots and page sources go to test-output/e2e/.
+test-e2e: install
+	@if ! { command -v chromium || [ -n "$$CHROMIUM" ]; } >/dev/null || ! { command -v chromedriver || [ -n "$$CHROMEDRIVER" ]; } >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+		else echo "chromium and chromedriver are missing: run 'sudo apt-get install -y chromium chromium-driver' (Debian/Ubuntu), or set CHROMIUM and CHROMEDRIVER"; exit 1; fi; \
+	fi
+	FLYWHEEL_E2E=1 $(BIN)/python -m pytest -q -ra tests/e2e $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,10 +3,13 @@
 drift_sensor, every `drift.interval_seconds`: checks the latest window against the champion (pipelines.monitoring,
 the same check as the `drift_report` asset). On drift, when the guard allows (pipelines.monitoring.guard:
 nothing in progress, cooldown, daily budget, breaker), it commits the window and the report to the lakeFS branch
-`drift-evidence` and requests `pipeline_job` (ingest the new data, then retrain) with a run key made of the
-champion and the window's offsets (one window never launches two runs) and tags naming the trigger, the report and
-the evidence commit. Otherwise it skips with the reason. Its cursor holds the last decision and the guard's state
-(breaker open, consecutive rejections, runs in the last day), so the UI shows both on every tick.
+`drift-evidence` and requests `pipeline_job` (ingest the new data, then retrain), or `retrain_job` when lakeFS main's
+offsets already cover the window (pipelines.monitoring.target: the lag sensor or the ingest schedule ingested the
+drifted events first, so an ingest would find nothing new and skip training), with a run key made of the
+champion and the window's offsets (one window never launches two runs) and tags naming the trigger, the report,
+the evidence commit, and which job and why. Otherwise it skips with the reason. Its cursor holds the last
+decision and the guard's state (breaker open, consecutive rejections, runs in the last day), so the UI shows both
+on every tick.
 
 retrain_failure_sensor: every failed run of pipeline_job or retrain_job is recorded (alerts.jsonl next to the drift
 reports) and logged at error level, naming a gate rejection as such; when drift-triggered runs reach
@@ -19,6 +22,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dagster import (
@@ -39,7 +43,10 @@ from kafka.errors import KafkaError
 
 from jobs import pipeline_job, retrain_job
 from pipelines.errors import FlywheelError
+from pipelines.ingest.lag import kafka_lag
+from pipelines.ingest.offsets import read_stored_offsets
 from pipelines.ingest.parallel import READER_SETTINGS
+from pipelines.lake import MAIN
 from pipelines.lineage.records import DriftReport
 from pipelines.monitoring.guard import (
     FAILED,
@@ -53,6 +60,7 @@ from pipelines.monitoring.guard import (
 )
 from pipelines.monitoring.metrics import GUARD_FILE
 from pipelines.monitoring.stage import reports_dir, run_check, snapshot_evidence
+from pipelines.monitoring.target import retrain_target
 from pipelines.spec import load_spec
 from pipelines.spec.model import DatasetSpec
 from resources.kafka import KafkaResource
@@ -66,6 +74,8 @@ REPORT_TAG = "flywheel/drift_report"
 EVIDENCE_TAG = "flywheel/drift_evidence"
 COLUMNS_TAG = "flywheel/drift_columns"
 CHAMPION_TAG = "flywheel/champion_version"
+JOB_TAG = "flywheel/drift_job"  # pipeline_job or retrain_job
+JOB_REASON_TAG = "flywheel/drift_job_reason"  # why that job: main's offsets against the window's
 GATE_CHECK = AssetCheckKey(AssetKey(["evaluated_model"]), "passes_gate")
 ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 FINISHED_BAD = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
@@ -146,8 +156,11 @@ def evaluate(
     outcome: Any,
     lake: Any,
     now: float | None = None,
+    main_offsets: Callable[[], Mapping[int, int]] | None = None,
 ) -> RunRequest | SkipReason:
-    """The sensor's decision for one check outcome (separate from reading Kafka, so tests drive it directly)."""
+    """The sensor's decision for one check outcome (separate from reading Kafka, so tests drive it directly).
+    `main_offsets`: the offsets ingestion reads from next (the sensor: kafka_lag's, which knows a recreated topic);
+    by default the offsets file on lakeFS main."""
     now = time.time() if now is None else now
     report: DriftReport = outcome.report
     previous = json.loads(context.cursor) if context.cursor else {}
@@ -183,27 +196,39 @@ def evaluate(
     if used:
         context.update_cursor(json.dumps(state, sort_keys=True))
         return SkipReason(f"drift in {columns}: this window already launched run {used[0].run_id} ({run_key})")
+    ingested = main_offsets() if main_offsets is not None else read_stored_offsets(lake, MAIN, spec).offsets
+    target = retrain_target(report.window.get("offsets", {}), ingested)
     commit = snapshot_evidence(lake, spec, outcome, run_key)
-    state["last_request"] = {"run_key": run_key, "evidence_commit": commit, "at": now}
+    state["last_request"] = {
+        "run_key": run_key,
+        "evidence_commit": commit,
+        "at": now,
+        "job": target.job,
+        "why": target.reason,
+    }
     context.update_cursor(json.dumps(state, sort_keys=True))
-    context.log.info(f"drift in {columns}: requesting pipeline_job ({run_key}, evidence {commit})")
+    context.log.info(f"drift in {columns}: requesting {target.job} ({target.reason}; {run_key}, evidence {commit})")
     return RunRequest(
         run_key=run_key,
+        job_name=target.job,
         tags={
             TRIGGER_TAG: DRIFT,
             REPORT_TAG: report.report_path,
             EVIDENCE_TAG: commit,
             COLUMNS_TAG: ",".join(report.drifted_columns)[:200],
             CHAMPION_TAG: str(report.champion_version),
+            JOB_TAG: target.job,
+            JOB_REASON_TAG: target.reason[:500],
         },
     )
 
 
 @sensor(
-    job=pipeline_job,
+    jobs=[pipeline_job, retrain_job],
     minimum_interval_seconds=_interval_s(),
     description="Drift of the latest events/predictions against the champion's training data; on drift (and when "
-    "cooldown, daily budget and breaker allow) snapshot the window in lakeFS and launch pipeline_job",
+    "cooldown, daily budget and breaker allow) snapshot the window in lakeFS and launch pipeline_job, or "
+    "retrain_job when main already ingested the window",
 )
 def drift_sensor(
     context: SensorEvaluationContext, kafka: KafkaResource, lakefs: LakeFSResource, mlflow: MLflowResource
@@ -212,14 +237,12 @@ def drift_sensor(
 
     try:
         spec = load_spec()
+        consumers = lambda: kafka.consumer(**READER_SETTINGS)  # noqa: E731
         outcome = run_check(
-            spec,
-            lakefs.lake,
-            lambda: kafka.consumer(**READER_SETTINGS),
-            mlflow.configure(),
-            records_base=context.instance.storage_directory(),
+            spec, lakefs.lake, consumers, mlflow.configure(), records_base=context.instance.storage_directory()
         )
-        return evaluate(context, spec, outcome, lakefs.lake)
+        ingested = lambda: kafka_lag(lakefs.lake, consumers, spec).main_offsets  # noqa: E731
+        return evaluate(context, spec, outcome, lakefs.lake, main_offsets=ingested)
     except (FlywheelError, KafkaError, OSError, MlflowException) as exc:  # a service down: say why, skip
         return SkipReason(f"cannot check drift: {exc}")
 

@@ -226,6 +226,7 @@ def test_drift_triggers_a_guarded_retrain_and_a_fresh_baseline_does_not(world: d
     report = latest_report()
     assert report.drifted and report.decision == "drift" and report.drifted_columns
     assert request.tags[TRIGGER_TAG] == "drift" and request.tags[REPORT_TAG] == report.report_path
+    assert request.job_name == "pipeline_job"  # main holds only the baseline: the drifted events need ingesting
     assert Path(report.report_path).exists()
     evidence = request.tags[EVIDENCE_TAG]
     assert report.evidence_commit == evidence == w["lake"].resolve(EVIDENCE_BRANCH)
