@@ -275,6 +275,29 @@ def markdown(r: dict[str, Any]) -> str:
             f"median of the rounds' ratios **{ratio:.2f}x** (rounds: {', '.join(f'{v:.2f}x' for v in large_ratios)}), "
             f"**{'met' if ratio <= 1.2 else 'not met'}**.",
         ]
+
+    def median_stage(role: str, *keys: str) -> float:
+        return statistics.median(sum(x["stages_s"].get(k, 0.0) for k in keys) for x in runs if x["role"] == role)
+
+    reads = ("features.raw_read_dedup", "features.history_read")
+    lines += [
+        "",
+        "Load moves these numbers (other jobs share the 2 CPUs). Two stages tell history's own cost from the load's: "
+        "the Kafka read (stage 1) never reads history, so its spread is the load's; the dedup against earlier "
+        "batches and the history slice are the work that depends on history. Medians (seconds):",
+        "",
+        "| stage | no history | ~1M history | ~3M history |",
+        "| --- | ---: | ---: | ---: |",
+        "| Kafka read + check + quarantine (does not read history) | "
+        + " | ".join(f"{median_stage(role, 'consume_parse'):.2f}" for role in ("none", "small", "large"))
+        + " |",
+        "| raw read + dedup against earlier batches + history slice | "
+        + " | ".join(f"{median_stage(role, *reads):.2f}" for role in ("none", "small", "large"))
+        + " |",
+        "| Spark query + collect | "
+        + " | ".join(f"{median_stage(role, 'features.spark_query'):.2f}" for role in ("none", "small", "large"))
+        + " |",
+    ]
     lines += ["", "Where the time goes (seconds):", ""]
     shown = [x for x in runs if x.get("round", 0) == 0]  # the first round's, and the overlapping run
     lines.append("| stage | " + " | ".join(x["label"] for x in shown) + " |")
