@@ -58,8 +58,7 @@ from pipelines.monitoring.guard import (
     RetrainRun,
     decide_retrain,
 )
-from pipelines.monitoring.metrics import GUARD_FILE
-from pipelines.monitoring.stage import reports_dir, run_check, snapshot_evidence
+from pipelines.monitoring.stage import GUARD_FILE, reports_dir, run_check, snapshot_evidence
 from pipelines.monitoring.target import retrain_target
 from pipelines.spec import load_spec
 from pipelines.spec.model import DatasetSpec

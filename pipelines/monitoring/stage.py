@@ -6,7 +6,8 @@ files it leaves, and the evidence snapshot in lakeFS.
         commit = snapshot_evidence(lake, spec, outcome)                 # the window, versioned
 
 Files: <records dir>/flywheel-records/reports/drift/<check id>.html and .json, and latest.json (the newest
-DriftReport as a stage record: what the metrics exporter reads). The records dir is FLYWHEEL_RECORDS_DIR,
+DriftReport as a stage record) and guard.json (the drift sensor's guard state): what the metrics exporter,
+pipelines/observability/exporter.py, reads. The records dir is FLYWHEEL_RECORDS_DIR,
 else what the caller passes (the Dagster instance's storage), else the state directory.
 """
 
@@ -42,6 +43,7 @@ from pipelines.spec.model import DatasetSpec
 log = logging.getLogger(__name__)
 EVIDENCE_BRANCH = "drift-evidence"
 LATEST = "latest.json"
+GUARD_FILE = "guard.json"  # written by the drift sensor next to latest.json
 
 
 @dataclass

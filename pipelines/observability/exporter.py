@@ -33,14 +33,15 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipelines.lineage import keys
-from pipelines.lineage.records import RecordError, record_from_json
+from pipelines.lineage.records import DriftReport, RecordError, record_from_json
 from pipelines.observability.metrics import CATALOG, PIPELINE, create
 from pipelines.registry import DECISION_TAG
 
 log = logging.getLogger("flywheel.observability.exporter")  # the CLI configures it (pipelines.logs)
 
 RECORDS_FOLDER = "flywheel-records"  # resources/records_io.py: <base>/flywheel-records/<asset>.json
-# The drift helper's files (pipelines/monitoring/stage.py, metrics.py), relative to <base>/flywheel-records.
+# The drift check's files (pipelines/monitoring/stage.py: LATEST, GUARD_FILE), relative to <base>/flywheel-records;
+# spelled out rather than imported so the exporter does not load the drift statistics (pyarrow, scipy).
 DRIFT_FILES = ("drift_report.json", "reports/drift/latest.json")
 GUARD_FILE = "reports/drift/guard.json"
 DECISIONS = ("passed", "rejected")
@@ -120,26 +121,16 @@ def latest_drift(base: Path) -> tuple[str, dict[str, Any]] | None:
     return (newest[1], newest[2]) if newest else None
 
 
-def drift_scores(text: str, record: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """{feature: {statistic: value}}: the record class's own `scores` when this code has it
-    (pipelines.lineage.records.DriftReport), else the same mapping read from the JSON."""
+def drift_scores(text: str) -> dict[str, dict[str, float]]:
+    """{feature: {statistic: value}}: the drift record's own `scores` (pipelines.lineage.records.DriftReport),
+    the one definition of which statistics a column exports."""
     try:
-        scores = getattr(record_from_json(text), "scores", None)
-        if isinstance(scores, dict):
-            return scores
-    except RecordError:
-        pass  # an older checkout without the drift record class: read the JSON below
-    if isinstance(record.get("scores"), dict):
-        return record["scores"]
-    out: dict[str, dict[str, float]] = {}
-    for col in record.get("columns") or []:
-        values = {"psi": col.get("psi"), "js": col.get("js"), "ks": col.get("ks")}
-        if col.get("test") == "chi2":
-            values["chi2"] = col.get("statistic")
-        else:
-            values["ks_p"] = col.get("p_value")
-        out[str(col.get("name"))] = {k: float(v) for k, v in values.items() if _number(v) is not None}
-    return out
+        record = record_from_json(text)
+    except RecordError as exc:
+        raise ValueError(f"the latest drift record cannot be read ({exc}); run the drift check again") from None
+    if not isinstance(record, DriftReport):
+        raise ValueError(f"the latest drift record is a {record.KIND!r} record, not a drift report")
+    return record.scores
 
 
 def drift_samples(base: Path) -> list[Sample]:
@@ -149,7 +140,7 @@ def drift_samples(base: Path) -> list[Sample]:
     latest = latest_drift(base)
     if latest is not None:
         text, record = latest
-        for feature, stats in drift_scores(text, record).items():
+        for feature, stats in drift_scores(text).items():
             for statistic, value in stats.items():
                 labels = {"feature": feature, "statistic": statistic}
                 samples.append(Sample("flywheel_drift_score", float(value), labels))

@@ -60,18 +60,3 @@ def test_html_report_is_self_contained_with_a_plot_per_column(tmp_path: Path) ->
     assert 'href="#col-amount"' in first_row and 'class="drifted"' in html.split("<tr")[2][:20]
     assert "benjamini-hochberg" in html
     assert severity_table(report).splitlines()[2].startswith("| amount |")
-
-
-def test_the_drift_gauges_follow_the_latest_record_and_the_guard() -> None:
-    from prometheus_client import CollectorRegistry
-
-    from pipelines.monitoring.metrics import drift_gauges, update
-
-    registry = CollectorRegistry()
-    gauges = drift_gauges(registry)
-    report = drifted_report()
-    update(gauges, report, {"breaker_open": True})
-    psi = registry.get_sample_value("flywheel_drift_score", {"feature": "amount", "statistic": "psi"})
-    assert psi == report.scores["amount"]["psi"]
-    assert registry.get_sample_value("flywheel_drift_detected") == 1.0
-    assert registry.get_sample_value("flywheel_retrain_circuit_open") == 1.0

@@ -15,8 +15,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.cli import build_parser
 from pipelines.lineage import keys
-from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch, record_to_json
-from pipelines.observability.exporter import RECORDS_FOLDER, Exporter, Sample, drift_scores, readers_for, serve
+from pipelines.lineage.records import DatasetVersion, FeatureBatch, RawBatch, record_from_json, record_to_json
+from pipelines.observability.exporter import (
+    DRIFT_FILES,
+    GUARD_FILE,
+    RECORDS_FOLDER,
+    Exporter,
+    Sample,
+    drift_scores,
+    readers_for,
+    serve,
+)
 from pipelines.registry import DECISION_TAG
 
 
@@ -161,10 +170,17 @@ def test_the_cli_registers_the_exporter() -> None:
     assert (args.command, args.port, args.host) == ("exporter", 9200, "0.0.0.0")
 
 
-def test_drift_scores_read_from_json_match_the_record_class() -> None:
+def test_drift_scores_are_the_record_class_scores() -> None:
     text = drift_record(True, checked_at=1.0, psi=0.4)
-    record = json.loads(text)["record"]
-    own = drift_scores(text, record)  # DriftReport.scores where the record class exists
-    plain = drift_scores(text.replace('"drift_report"', '"not_a_known_kind"'), record)  # the JSON fallback
-    assert plain == own
-    assert plain["amount"]["psi"] == pytest.approx(0.4) and plain["country"]["chi2"] == pytest.approx(3.5)
+    scores = drift_scores(text)
+    assert scores == record_from_json(text).scores
+    assert scores["amount"]["psi"] == pytest.approx(0.4) and scores["country"]["chi2"] == pytest.approx(3.5)
+    with pytest.raises(ValueError, match=r"unknown record kind 'not_a_known_kind'.*run the drift check again"):
+        drift_scores(text.replace('"drift_report"', '"not_a_known_kind"'))
+
+
+def test_the_exporter_reads_the_files_the_drift_check_and_sensor_write() -> None:
+    from pipelines.monitoring.stage import GUARD_FILE as SENSOR_GUARD
+    from pipelines.monitoring.stage import LATEST
+
+    assert DRIFT_FILES[1] == f"reports/drift/{LATEST}" and f"reports/drift/{SENSOR_GUARD}" == GUARD_FILE
