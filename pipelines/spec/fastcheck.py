@@ -41,26 +41,11 @@ def _finite(bound: float | None) -> bool:
     return bound is not None and math.isfinite(bound)
 
 
-def compile_fast_path(
-    spec: DatasetSpec,
-    *,
-    general: Check,
-    decided: Callable[[Any, bytes], list[Any] | str],
-    loads: Callable[[bytes], Any],
-    failed: Callable[[BaseException], str],
-    max_epoch_ms: int,
-) -> Check:
-    """`general` (the whole check of raw input) with a generated fast path in front; `decided(obj, raw)` is the
-    general check of an event already parsed, `loads` its parser and `failed` its reason for an exception
-    (see the module docstring)."""
-    env: dict[str, Any] = {
-        "loads": loads,
-        "general": general,
-        "decided": decided,
-        "failed": failed,
-        "MAX_MS": max_epoch_ms,
-    }
-    fields = list(spec.event_fields)
+def _field_tests(
+    spec: DatasetSpec, env: dict[str, Any], fields: list[str]
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """For each field (named v0, v1, ... in the generated code): the condition of a plainly valid value and the
+    expression of its normalized value, and the quote counts of the string values; constants go into `env`."""
     conds: list[str] = []
     outs: list[str] = []
     strings = ["2"]  # quotes of string values: the event id's two, then the key and categoricals
@@ -100,6 +85,29 @@ def compile_fast_path(
                 test = f"({v} is True or {v} is False)"
             conds.append(f"({v} is None or ({test}))" if f.nullable else f"({test})")
             outs.append(v)
+    return fields, conds, outs, strings
+
+
+def compile_fast_path(
+    spec: DatasetSpec,
+    *,
+    general: Check,
+    decided: Callable[[Any, bytes], list[Any] | str],
+    loads: Callable[[bytes], Any],
+    failed: Callable[[BaseException], str],
+    max_epoch_ms: int,
+) -> Check:
+    """`general` (the whole check of raw input) with a generated fast path in front; `decided(obj, raw)` is the
+    general check of an event already parsed, `loads` its parser and `failed` its reason for an exception
+    (see the module docstring)."""
+    env: dict[str, Any] = {
+        "loads": loads,
+        "general": general,
+        "decided": decided,
+        "failed": failed,
+        "MAX_MS": max_epoch_ms,
+    }
+    fields, conds, outs, strings = _field_tests(spec, env, list(spec.event_fields))
     take = "; ".join(f"v{n} = obj[{name!r}]" for n, name in enumerate(fields))
     # Quotes of a plain event: two per key and per string value. A different count (an escaped quote, a nested
     # string, a repeated key) goes to the general check, which looks closer.
@@ -129,4 +137,41 @@ def values(raw):
 """
     # No spec text becomes code: field names enter as repr() literals, bounds and allowed values as globals.
     exec(compile(source, f"<fast event check of spec {spec.name!r}>", "exec"), env)
+    return env["values"]
+
+
+def compile_object_fast_path(
+    spec: DatasetSpec,
+    *,
+    decided: Callable[[Any], list[Any] | str],
+    failed: Callable[[BaseException], str],
+    max_epoch_ms: int,
+) -> Callable[[Any], list[Any] | str]:
+    """The same fast path for an event already parsed and sent without its label (a serving request: scored
+    before the label exists): its values in `spec.event_fields` order with the label 0, or `decided(obj)`, the
+    general check, for anything not plainly valid (an extra or missing field, another type). A label that is
+    sent is ignored, as the general check of a request ignores it."""
+    env: dict[str, Any] = {"decided": decided, "failed": failed, "MAX_MS": max_epoch_ms, "LABEL": spec.label}
+    fields, conds, outs, _ = _field_tests(spec, env, [f for f in spec.event_fields if f != spec.label])
+    outs.insert(list(spec.event_fields).index(spec.label), "0")
+    take = "; ".join(f"v{n} = obj[{name!r}]" for n, name in enumerate(fields))
+    source = f"""
+def values(obj):
+    try:
+        if type(obj) is not dict:
+            return decided(obj)
+        size = len(obj)
+        if size != {len(fields)} and (size != {len(fields) + 1} or LABEL not in obj):
+            return decided(obj)
+        try:
+            {take}
+        except KeyError:
+            return decided(obj)
+        if {" and ".join(conds)}:
+            return [{", ".join(outs)}]
+        return decided(obj)
+    except Exception as exc:  # total, like the general check
+        return failed(exc)
+"""
+    exec(compile(source, f"<fast unlabeled event check of spec {spec.name!r}>", "exec"), env)
     return env["values"]
