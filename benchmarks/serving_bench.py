@@ -12,9 +12,10 @@ aggregates already filled in (the values the store answers), as `dataframe_recor
 
 Both servers run side by side (one idle while the other is measured) and every measurement alternates between
 them, so the shared machine's changing load hits both alike. At batch 1 and batch 32 records per request:
-throughput, p50 and p99 at an equal offered load (open loop, latency from the scheduled send), and the maximum
-sustainable rate: the highest of a doubling series of offered rates answered with no failure, at least 95% of the
-offered rate and p99 under 500 ms.
+the maximum sustainable rate (the highest rate of a ladder answered with no failure, at least 95% of the
+offered rate and p99 under 500 ms), then throughput, p50 and p99 at an equal offered load (open loop, latency from
+the scheduled send): by default the highest rate both servers sustained, so the comparison is made where both
+are busy but neither is overloaded (at a rate where both idle, p99 is mostly the machine's scheduling noise).
 Goal (issue 14): Flywheel at least 5x the throughput and at most 0.2x the p99 of MLflow's server.
 """
 
@@ -61,7 +62,7 @@ from pipelines.training.synthetic import synthetic_table  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SPEC = load_spec("transactions")
-RATES = (25, 50, 100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200)
+RATES = (25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200)
 MAX_P99_MS = 500.0
 
 
@@ -121,7 +122,8 @@ def with_aggregates(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def process(command: list[str], env: dict[str, str], log: Path, health: str) -> Iterator[None]:
+def process(command: list[str], env: dict[str, str], log: Path, health: str) -> Iterator[int]:
+    """The server running in a session of its own; yields its session id (its pid)."""
     with open(log, "ab") as handle:
         proc = subprocess.Popen(
             command, cwd=ROOT, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
@@ -140,7 +142,7 @@ def process(command: list[str], env: dict[str, str], log: Path, health: str) -> 
             time.sleep(0.5)
         else:
             raise RuntimeError(f"{command[:4]} did not become ready: {log.read_text()[-2000:]}")
-        yield
+        yield proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -151,15 +153,28 @@ def process(command: list[str], env: dict[str, str], log: Path, health: str) -> 
                 proc.wait()
 
 
-def measure(targets: dict[str, tuple[str, list[bytes]]], rate: float, duration: float, step_duration: float
-            ) -> dict[str, Any]:  # fmt: skip
+def session_cpu_s(session: int) -> float:
+    """User + system CPU seconds of every process of a session (MLflow's server runs uvicorn under a shell)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session:  # fields after the name: state ppid pgrp session ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(targets: dict[str, tuple[str, list[bytes]]], rate: float | None, duration: float,
+            step_duration: float, sessions: dict[str, int]) -> dict[str, Any]:  # fmt: skip
     """Both servers, interleaved: each measurement of one is followed by the same of the other, so a change of
     the shared machine's load between them hits both alike."""
     for url, bodies in targets.values():
-        run_load(url, bodies, rate, 5)  # warm-up: connections, the store, Kafka's producer, first model calls
+        run_load(url, bodies, 50, 5)  # warm-up: connections, the store, Kafka's producer, first model calls
     out: dict[str, Any] = {name: {"steps": []} for name in targets}
-    for name, (url, bodies) in targets.items():
-        out[name]["fixed"] = run_load(url, bodies, rate, duration).summary()
     best: dict[str, LoadResult | None] = dict.fromkeys(targets)
     going = set(targets)
     for offered in RATES:
@@ -177,13 +192,26 @@ def measure(targets: dict[str, tuple[str, list[bytes]]], rate: float, duration: 
     for name, result in best.items():
         out[name]["max_sustainable_rps"] = result.offered_rps if result else 0
         out[name]["at_max"] = result.summary() if result else None
+    equal = rate or min(r.offered_rps if r else RATES[0] for r in best.values())
+    for name, (url, bodies) in targets.items():
+        cpu = session_cpu_s(sessions[name])
+        result = run_load(url, bodies, equal, duration, timeout_s=10)
+        # CPU per answered request: what the server costs whatever else the shared machine runs.
+        cpu_ms = (session_cpu_s(sessions[name]) - cpu) * 1000 / max(result.ok, 1)
+        out[name]["fixed"] = {**result.summary(), "server_cpu_ms_per_request": round(cpu_ms, 2)}
+    out["equal_rps"] = equal
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds at the equal offered load")
-    parser.add_argument("--rate", type=float, default=50.0, help="the equal offered load, requests/s")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="equal offered load, req/s (default: the highest rate both sustained)",
+    )
     parser.add_argument("--step-duration", type=float, default=5.0, help="seconds per rate of the max-rate search")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
@@ -222,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
                 with (
                     process(
                         flywheel_cmd, serving_env, work / "flywheel.log", f"http://127.0.0.1:{flywheel_port}/readyz"
-                    ),
-                    process(mlflow_cmd, mlflow_env, work / "mlflow-serve.log", f"http://127.0.0.1:{mlflow_port}/ping"),
+                    ) as flywheel_session,
+                    process(
+                        mlflow_cmd, mlflow_env, work / "mlflow-serve.log", f"http://127.0.0.1:{mlflow_port}/ping"
+                    ) as mlflow_session,
                 ):
+                    sessions = {"flywheel": flywheel_session, "mlflow": mlflow_session}
                     filled = with_aggregates(events)
                     for batch in (1, 32):
                         raw = [orjson.dumps({"records": events[i : i + batch]}) for i in range(0, len(events), batch)]
@@ -236,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                             "flywheel": (f"http://127.0.0.1:{flywheel_port}/v1/predict", raw),
                             "mlflow": (f"http://127.0.0.1:{mlflow_port}/invocations", plain),
                         }
-                        row = measure(targets, args.rate, args.duration, args.step_duration)
+                        row = measure(targets, args.rate, args.duration, args.step_duration, sessions)
                         results[f"batch_{batch}"] = row
                         print(json.dumps({f"batch_{batch}": _ratios(row)}), flush=True)
         finally:
@@ -249,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "online lookups in redis-server, predictions logged to Kafka",
             "mlflow": "mlflow models serve --env-manager local -w 1: dataframe_records with aggregates filled in",
         },
-        "offered_rps": args.rate,
+        "offered_rps": args.rate or "the highest rate both sustained (per batch size)",
         "duration_s": args.duration,
         "max_rate_rule": f"no failure, >= 95% of offered answered, p99 < {MAX_P99_MS:g} ms; rates {list(RATES)}",
         "results": results,
@@ -269,7 +300,14 @@ def _ratios(row: dict[str, Any]) -> dict[str, float]:
         "max_rate_x": round(f["max_sustainable_rps"] / max(m["max_sustainable_rps"], 1e-9), 2),
         "p99_at_equal_load_x": round(f["fixed"]["p99_ms"] / max(m["fixed"]["p99_ms"], 1e-9), 3),
         "throughput_at_equal_load_x": round(f["fixed"]["achieved_rps"] / max(m["fixed"]["achieved_rps"], 1e-9), 2),
+        "cpu_per_request_x": round(
+            f["fixed"]["server_cpu_ms_per_request"] / max(m["fixed"]["server_cpu_ms_per_request"], 1e-9), 2
+        ),
     }
+
+
+def _rate_text(rate: float | str) -> str:
+    return f"{rate:g} requests/s" if isinstance(rate, int | float) else rate
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -279,11 +317,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['when']} · {report['machine']} · load average {report['load_average_before']:.2f} before, "
         f"{report['load_average_after']:.2f} after · Python {report['python']} · torch {report['torch']}",
         "",
-        f"Equal offered load: {report['offered_rps']:g} requests/s for {report['duration_s']:g} s (open loop). "
+        f"Equal offered load: {_rate_text(report['offered_rps'])} for {report['duration_s']:g} s (open loop). "
         f"Max sustainable rate: {report['max_rate_rule']}.",
         "",
-        "| batch | server | throughput (req/s) | p50 ms | p99 ms | failed | max sustainable req/s | records/s at max |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| batch | server | equal load req/s | throughput (req/s) | p50 ms | p99 ms | failed | server CPU ms/request "
+        "| max sustainable req/s | records/s at max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, row in report["results"].items():
         batch = int(key.split("_")[1])
@@ -291,13 +330,19 @@ def markdown(report: dict[str, Any]) -> str:
             r = row[server]
             fixed = r["fixed"]
             lines.append(
-                f"| {batch} | {server} | {fixed['achieved_rps']:.1f} | {fixed['p50_ms']:.1f} | {fixed['p99_ms']:.1f} "
-                f"| {fixed['failed']} | {r['max_sustainable_rps']:g} | {r['max_sustainable_rps'] * batch:g} |"
+                f"| {batch} | {server} | {fixed['offered_rps']:g} | {fixed['achieved_rps']:.1f} "
+                f"| {fixed['p50_ms']:.1f} | {fixed['p99_ms']:.1f} "
+                f"| {fixed['failed']} | {fixed['server_cpu_ms_per_request']:.2f} | {r['max_sustainable_rps']:g} "
+                f"| {r['max_sustainable_rps'] * batch:g} |"
             )
-    lines += ["", "| batch | max rate Flywheel/MLflow (goal >= 5) | p99 at equal load Flywheel/MLflow (goal <= 0.2) |"]
-    lines += ["| --- | --- | --- |"]
+    lines += ["", "| batch | max rate Flywheel/MLflow (goal >= 5) | p99 at equal load Flywheel/MLflow (goal <= 0.2) "
+              "| server CPU per request Flywheel/MLflow |"]  # fmt: skip
+    lines += ["| --- | --- | --- | --- |"]
     for key, ratio in report["ratios"].items():
-        lines.append(f"| {key.split('_')[1]} | {ratio['max_rate_x']:g} | {ratio['p99_at_equal_load_x']:g} |")
+        lines.append(
+            f"| {key.split('_')[1]} | {ratio['max_rate_x']:g} | {ratio['p99_at_equal_load_x']:g} "
+            f"| {ratio['cpu_per_request_x']:g} |"
+        )
     lines += ["", "p50 / p99 ms at each offered rate of the max-rate search (the two servers measured alternately;"]
     lines += ["once a server missed a rate it is not measured further):", ""]
     lines += [
