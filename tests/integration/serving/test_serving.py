@@ -225,10 +225,32 @@ def test_a_challenger_with_a_worse_label_auc_is_rolled_back(
     assert registry.alias_version(NAME, registry.CHAMPION) == champion
 
 
-def test_predictions_reach_the_topic(server: str, stack_env: dict[str, str]) -> None:
+def test_predictions_reach_the_topic_with_the_online_stores_aggregates(
+    server: str, stack_env: dict[str, str], online_url
+) -> None:
+    """The aggregates serving scored with (and logged) are the online store's answer for each event, exactly."""
     from kafka import KafkaConsumer
 
-    sent = predict(server, events(5, seed=13)).json()
+    from pipelines.features.aggregates import aggregated_columns
+    from pipelines.features.online import connect
+    from pipelines.features.online.layout import member
+
+    stream = events(60, seed=13, entities=3)  # 3 customers, event times ascending
+    history, scored = stream[:50], stream[50:]
+    columns = aggregated_columns(SPEC)
+    store = RedisOnlineStore(SPEC, online_url[0])
+    store.apply(
+        [
+            (
+                e[SPEC.entity_key],
+                e[SPEC.timestamp],
+                e[SPEC.event_id],
+                member(e[SPEC.timestamp], [e[c] for c in columns], e[SPEC.event_id]),
+            )
+            for e in history
+        ]
+    )
+    sent = predict(server, scored).json()
     consumer = KafkaConsumer(
         TOPIC,
         bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"],
@@ -237,16 +259,25 @@ def test_predictions_reach_the_topic(server: str, stack_env: dict[str, str]) -> 
         request_timeout_ms=15000,
     )
     try:
-        seen = wait_for(
-            lambda: [r for r in (orjson.loads(m.value) for m in consumer) if r["request_id"] == sent["request_id"]],
-            60,
-        )
+        seen: list[dict] = []
+
+        def all_logged() -> bool:
+            seen.extend(r for r in (orjson.loads(m.value) for m in consumer) if r["request_id"] == sent["request_id"])
+            return len(seen) >= len(scored)
+
+        assert wait_for(all_logged, 60)
     finally:
         consumer.close()
-    record = seen[0]
-    assert set(record) >= {"request_id", "event_id", "entity", "model_version", "arm", "features", "score",
-                           "time_ms", "event_time_ms"}  # fmt: skip
-    assert "cust_txn_count_24h" in record["features"] and "amount" in record["features"]
+    assert set(seen[0]) >= {"request_id", "event_id", "entity", "model_version", "arm", "features", "score",
+                            "time_ms", "event_time_ms"}  # fmt: skip
+    assert sorted(r["event_id"] for r in seen) == sorted(e[SPEC.event_id] for e in scored)
+    names = [a.name for a in SPEC.aggregates]
+    online = connect(SPEC, online_url[0]).lookup([r["entity"] for r in seen], [r["event_time_ms"] for r in seen])
+    for record, expected in zip(seen, online, strict=True):
+        assert {n: record["features"][n] for n in names} == {n: expected[n] for n in names}, record["event_id"]
+    assert all(r["features"]["cust_txn_count_24h"] > 0 for r in seen)  # real history, not the no-history defaults
+    by_id = {e[SPEC.event_id]: e for e in scored}
+    assert all(r["features"]["amount"] == by_id[r["event_id"]]["amount"] for r in seen)
 
 
 def test_kafka_down_drops_are_counted_and_requests_succeed(
