@@ -7,6 +7,7 @@ settings. Any stream that fits this shape runs through the whole loop by writing
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Literal
 
@@ -199,7 +200,7 @@ class RolloutSpec(_Strict):
     def _increasing(cls, steps: list[float]) -> list[float]:
         if any(not 0 < s <= 100 for s in steps):
             raise ValueError("every rollout step is a share of traffic in (0, 100]")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError("rollout steps must increase")
         return steps
 
