@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.training.preprocess import UNKNOWN_INDEX, Preprocessor
+from pipelines.training.preprocess import UNKNOWN_INDEX, Preprocessor, scale_numeric
 
 _NAN = float("nan")
 
@@ -50,13 +50,7 @@ class RowFeaturizer:
         for i, s in enumerate(self.numeric):
             name = s.name
             values = np.fromiter((_number(r.get(name)) for r in rows), dtype=np.float64, count=n)
-            if s.log1p:
-                with np.errstate(invalid="ignore"):
-                    values = np.log1p(np.clip(values, 0, None))
-            missing = ~np.isfinite(values)
-            scaled = (values - s.mean) / s.std
-            scaled[missing] = 0.0
-            dense[:, i] = np.clip(scaled, -20.0, 20.0)
+            dense[:, i], missing = scale_numeric(values, s)
             if s.null_indicator:
                 dense[:, extra] = missing
                 extra += 1

@@ -88,13 +88,7 @@ class Preprocessor:
         dense = np.zeros((n, self.numeric_width), dtype=np.float32)
         extra = len(self.numeric)
         for i, s in enumerate(self.numeric):
-            values = _as_float(df[s.name])
-            if s.log1p:
-                values = np.log1p(np.clip(values, 0, None))
-            missing = ~np.isfinite(values)
-            scaled = (values - s.mean) / s.std
-            scaled[missing] = 0.0
-            dense[:, i] = np.clip(scaled, -20.0, 20.0)
+            dense[:, i], missing = scale_numeric(_as_float(df[s.name]), s)
             if s.null_indicator:
                 dense[:, extra] = missing
                 extra += 1
@@ -113,6 +107,18 @@ class Preprocessor:
             numeric=[NumericStats(**s) for s in data["numeric"]],
             vocabularies={k: list(v) for k, v in data["vocabularies"].items()},
         )
+
+
+def scale_numeric(values: np.ndarray, s: NumericStats) -> tuple[np.ndarray, np.ndarray]:
+    """One numeric input as the model sees it (log1p if asked, standardized, clipped to +-20, 0 where missing)
+    and its missing mask; the one definition training and serving (pipelines.serving.features) share."""
+    if s.log1p:
+        with np.errstate(invalid="ignore"):
+            values = np.log1p(np.clip(values, 0, None))
+    missing = ~np.isfinite(values)
+    scaled = (values - s.mean) / s.std
+    scaled[missing] = 0.0
+    return np.clip(scaled, -20.0, 20.0), missing
 
 
 def _as_float(column: pd.Series) -> np.ndarray:
