@@ -3,33 +3,13 @@ passing version gets an alias, and promotion keeps the previous champion reachab
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
 import pytest
 
 from pipelines import registry
+from tests.unit.mlflow_sqlite import logged_model
 
 pytestmark = pytest.mark.slow  # MLflow's schema migrations take seconds
-
-
-class Constant(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input):
-        return [0.5] * len(model_input)
-
-
-@pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("registry-test")
-    return uri
-
-
-def logged_model() -> str:
-    with mlflow.start_run():
-        return mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
 
 
 def test_only_a_passing_version_becomes_challenger_then_champion(tracking: str) -> None:

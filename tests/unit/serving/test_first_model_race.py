@@ -4,37 +4,19 @@ Against MLflow's own SQLite store (no server)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import mlflow
 import pytest
 
 from pipelines import registry
 from pipelines.serving import control
 from pipelines.serving.control import RolloutError
 from pipelines.spec.model import RolloutSpec
+from tests.unit.mlflow_sqlite import logged_model
 
 pytestmark = pytest.mark.slow  # MLflow's schema migrations take seconds
 
 
-class Constant(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input):
-        return [0.5] * len(model_input)
-
-
-@pytest.fixture
-def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("race-test")
-    return uri
-
-
 def passing_challenger(name: str, tracking: str) -> str:
-    with mlflow.start_run():
-        uri = mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
-    version = registry.register(uri, name, {}, tracking)
+    version = registry.register(logged_model(), name, {}, tracking)
     registry.record_decision(name, version, passed=True, reason="all checks passed", tracking_uri=tracking)
     registry.make_challenger(name, version, tracking)
     return version
