@@ -184,7 +184,7 @@ def trace(sources: Sources, name: str, version: str) -> dict[str, Any]:
     """The whole chain of one model version (see the module docstring), as a JSON-ready dict."""
     mv = _version(sources, name, version)
     tags = dict(mv.tags)
-    aliases = list(getattr(mv, "aliases", []) or [])
+    aliases = aliases_by_version(sources, name).get(str(version), [])
     optimize_run_id = tags.get(keys.MLFLOW_RUN_ID)
     training = _run(sources, tags.get(keys.TRAINING_RUN_ID))
     optimize = _run(sources, optimize_run_id)
@@ -272,15 +272,28 @@ def _spec_of(sources: Sources, commit: str | None) -> str | None:
     return meta.get(keys.SPEC)
 
 
+def aliases_by_version(sources: Sources, name: str) -> dict[str, list[str]]:
+    """{version: its aliases}, from the registered model: MLflow's version search leaves aliases empty."""
+    try:
+        aliases = sources.mlflow.get_registered_model(name).aliases or {}
+    except Exception as exc:
+        raise FlywheelError(f"reading the aliases of {name!r} in MLflow failed: {str(exc)[:200]}") from exc
+    out: dict[str, list[str]] = {}
+    for alias, version in sorted(aliases.items()):
+        out.setdefault(str(version), []).append(alias)
+    return out
+
+
 def versions(sources: Sources, name: str) -> list[dict[str, Any]]:
     """Every version of the model with its gate decision and serving state, newest first."""
     try:
         found = sources.mlflow.search_model_versions(f"name = '{name}'")
     except Exception as exc:
         raise FlywheelError(f"listing versions of {name!r} in MLflow failed: {str(exc)[:200]}") from exc
+    by_version = aliases_by_version(sources, name)
     rows = []
     for mv in sorted(found, key=lambda v: int(v.version), reverse=True):
-        aliases = list(getattr(mv, "aliases", []) or [])
+        aliases = by_version.get(str(mv.version), [])
         rows.append(
             {
                 "version": str(mv.version),

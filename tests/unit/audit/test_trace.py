@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipelines.audit import render
 from pipelines.audit.trace import Sources, dagster_runs, trigger_of
 
@@ -40,3 +42,21 @@ def test_markdown_shows_every_batch_with_its_offsets_and_the_decision() -> None:
     assert "p0: [0, 10]" in text and "**passed**" in text and "**onnx-int8**" in text and "champion" in text
     assert "deadbeef" in text and "ingest_job" in text
     assert "<pre>" in render.html_page(chain)
+
+
+@pytest.mark.slow  # MLflow's schema migrations take seconds
+def test_versions_list_the_aliases_the_version_search_leaves_out(tracking: str) -> None:
+    from mlflow import MlflowClient
+
+    from pipelines import registry
+    from pipelines.audit.trace import versions
+    from tests.unit.mlflow_sqlite import logged_model
+
+    client = MlflowClient(tracking)
+    first = registry.register(logged_model(), "m", {}, tracking)
+    second = registry.register(logged_model(), "m", {}, tracking)
+    client.set_registered_model_alias("m", registry.CHAMPION, first)
+    client.set_registered_model_alias("m", registry.CHALLENGER, second)
+    rows = {r["version"]: r for r in versions(Sources(lake=None, mlflow=client), "m")}
+    assert rows[first]["aliases"] == [registry.CHAMPION] and rows[second]["aliases"] == [registry.CHALLENGER]
+    assert rows[first]["serving"] and rows[second]["serving"]
