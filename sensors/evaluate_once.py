@@ -1,5 +1,6 @@
 """Evaluate the drift sensor once, against the Dagster instance in DAGSTER_HOME, and with --launch execute the run it
-requests in this process, with the sensor's run key and tags: for `make demo` and CI, where no daemon ticks.
+requests (its job: pipeline_job, or retrain_job when main already ingested the drifted window) in this process,
+with the sensor's run key and tags: for `make demo` and CI, where no daemon ticks.
 Under `dagster dev` the daemon does the same on the sensor's interval.
 
     python -m sensors.evaluate_once [--launch] [--profile local|k8s]
@@ -31,7 +32,7 @@ def evaluate(instance: DagsterInstance, resources: dict[str, Any]) -> RunRequest
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sensors.evaluate_once", description=__doc__.splitlines()[0])
-    parser.add_argument("--launch", action="store_true", help="execute the requested pipeline_job run here")
+    parser.add_argument("--launch", action="store_true", help="execute the requested run (its job) here")
     parser.add_argument("--profile", default=None, help="resources profile (default FLYWHEEL_PROFILE or local)")
     parser.add_argument("--run-config", default=None, help="run config (JSON) of the launched run, e.g. the rollout's")
     args = parser.parse_args(argv)
@@ -51,14 +52,21 @@ def main(argv: list[str] | None = None) -> int:
         "report": report.report_path if report else None,
     }
     if isinstance(result, RunRequest):
-        out.update(run_key=result.run_key, tags=dict(result.tags))
+        # The sensor names its job per request (pipeline_job or retrain_job); the daemon would launch that one.
+        job = result.job_name or "pipeline_job"
+        out.update(run_key=result.run_key, tags=dict(result.tags), job=job)
         if args.launch:
             tags = {**result.tags, "dagster/run_key": result.run_key or "", "dagster/sensor_name": drift_sensor.name}
-            run = defs.resolve_job_def("pipeline_job").execute_in_process(
+            run = defs.resolve_job_def(job).execute_in_process(
                 instance=instance, tags=tags, raise_on_error=False, run_config=json.loads(args.run_config or "{}")
             )
             checks = {c.check_name: c.passed for c in run.get_asset_check_evaluations()}
-            out["run"] = {"run_id": run.run_id, "success": run.success, "gate_passed": checks.get("passes_gate")}
+            out["run"] = {
+                "run_id": run.run_id,
+                "job": job,
+                "success": run.success,
+                "gate_passed": checks.get("passes_gate"),
+            }
     else:
         out["skip"] = getattr(result, "skip_message", str(result))
     print(json.dumps(out, sort_keys=True))

@@ -1,5 +1,6 @@
 """`make demo`'s drift act: after the first model serves, traffic drifts, the drift sensor notices and requests
-pipeline_job, and the gate decides on the retrained model (whose `deployment` step starts its rollout).
+pipeline_job (the drifted events are not ingested yet; retrain_job when they are), and the gate decides on the
+retrained model (whose `deployment` step starts its rollout).
 
 Runs the sensor once through `python -m sensors.evaluate_once --launch` (the drift sensor is off by default in
 the daemon, so the demo evaluates it itself; switch it on in the UI to let the daemon tick it), so the run lands
@@ -42,7 +43,7 @@ def show_drift(
     console.rule("The drift sensor compares the latest window with the champion's training data")
     log_path = log_dir / "demo-drift-sensor.log"
     cmd = [sys.executable, "-m", "sensors.evaluate_once", "--launch", "--run-config", json.dumps(run_config or {})]
-    returncode = run_job_logged(cmd, env, root, log_path, "drift sensor -> pipeline_job")
+    returncode = run_job_logged(cmd, env, root, log_path, "drift sensor -> the run it requests")
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.startswith("{")]
     if returncode != 0 or not lines:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
@@ -52,7 +53,9 @@ def show_drift(
     console.print(f"  report:   {result['report']}")
     if result["requested"]:
         evidence = result["tags"].get("flywheel/drift_evidence")
-        console.print(f"  requested pipeline_job (run key {result['run_key']}), evidence commit {evidence}")
+        console.print(
+            f"  requested {result.get('job', 'pipeline_job')} (run key {result['run_key']}), evidence commit {evidence}"
+        )
         run = result.get("run", {})
         verdict = "passed: the new model is the challenger" if run.get("gate_passed") else "rejected the new model"
         console.print(f"  run {run.get('run_id')}: the gate {verdict} (log: {log_path})")
