@@ -281,7 +281,7 @@ SPARK_CONNECT = Service(
 # --- Dagster: web UI + daemon (schedules, sensors) -----------------------------------------------------
 
 
-# Telemetry off; the pipeline's own log lines (Spark warm-up, stage timings) in run logs. DEBUG keeps
+# Telemetry off; the pipeline's own log lines (the Spark session reached, stage timings) in run logs. DEBUG keeps
 # Dagster's own debug events (step start/end) on the console as without this setting.
 DAGSTER_YAML = """telemetry:
   enabled: false

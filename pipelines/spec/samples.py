@@ -1,6 +1,6 @@
 """The one generator of rows from a spec: valid events of the spec's types, within its ranges, whose label
 follows a hidden logistic model of the features (so a working trainer learns it: AUC ~0.8-0.9). Deterministic
-for a seed. Used by the synthetic model table (training tests, benchmarks), Spark's warm-up and the test
+for a seed. Used by the synthetic model table (training tests, benchmarks) and the test
 producers; the transactions simulator (pipelines.devstack.simulate) is the realistic, scenario-driven one.
 
     columns = sample_columns(spec, 1000, seed=3)    # {field: numpy array}, nulls as None / NaN-free masks
