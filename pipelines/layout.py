@@ -11,7 +11,8 @@ One place, so ingestion writes exactly what training and evaluation read:
   _flywheel/validation/<spec>.json            the last validation summary
   _flywheel/batches/<spec>.json               the batch catalog: per batch its raw and model-table files,
                                               event-time range, counts and feature definition (features.batches)
-  _flywheel/ids/<spec>/batch-<seq>.parquet    the event ids batch <seq> kept, sorted (features.dedup)
+  _flywheel/ids/<spec>/batch-<seq>.parquet    the event ids batch <seq> kept, sorted by hash bucket (features.dedup)
+  _flywheel/ids/<spec>/batch-<seq>.bloom      a Bloom filter of those ids (features.dedup)
 
 Model table columns: the spec's event_id, entity_key (when the spec has one), timestamp (epoch ms, int64),
 label (int 0/1), every feature (numeric float64/int64, categorical string, boolean bool; nullable where the spec says),
@@ -63,6 +64,10 @@ def id_index_prefix(spec: DatasetSpec) -> str:
 
 def id_index_path(spec: DatasetSpec, seq: int) -> str:
     return f"{id_index_prefix(spec)}batch-{seq:08d}.parquet"
+
+
+def id_filter_path(spec: DatasetSpec, seq: int) -> str:
+    return f"{id_index_prefix(spec)}batch-{seq:08d}.bloom"
 
 
 def vocabularies_path(spec: DatasetSpec) -> str:

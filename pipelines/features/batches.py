@@ -2,7 +2,8 @@
 
 One JSON document per spec (`pipelines.layout.batches_path`), committed with the data of every run. Each entry
 holds what later runs need without reading the data again:
-- where the batch's rows are: its raw files, its model-table files and its event-id index;
+- where the batch's rows are: its raw files, its model-table files, its event-id index and the id
+  filter's parameters (pipelines.features.dedup; absent in batches of format 1: their index is read whole);
 - its event-time range (min/max), so a run reads history only from batches that can overlap its window;
 - its counts (rows, positive labels, splits, duplicates, valid/quarantined events), from which dataset-level
   checks are computed without rescanning the table;
@@ -28,7 +29,8 @@ from pipelines.errors import FlywheelError
 from pipelines.lake import Lake
 from pipelines.spec.model import DatasetSpec
 
-CATALOG_FORMAT = 1
+CATALOG_FORMAT = 2  # 2 added BatchEntry.id_filter
+READABLE_FORMATS = (1, 2)
 REBUILD_COMMAND = "flywheel dataset rebuild"
 
 
@@ -55,6 +57,9 @@ class BatchEntry:
     duplicates_across_batches: int = 0  # ids an earlier batch already published
     valid: int = 0
     quarantined: int = 0
+    # {"path", "hash", "layout", "bits", "hashes", "bucket_bits"} of the batch's id filter (features.dedup);
+    # None for batches written before it existed
+    id_filter: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchEntry:
@@ -109,10 +114,10 @@ class Catalog:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Catalog:
-        if data.get("format") != CATALOG_FORMAT:
+        if data.get("format") not in READABLE_FORMATS:
             raise FlywheelError(
                 f"batch catalog of spec {data.get('spec')!r} has format {data.get('format')!r}, this code reads "
-                f"{CATALOG_FORMAT}: upgrade Flywheel or run `{REBUILD_COMMAND}`"
+                f"formats {', '.join(map(str, READABLE_FORMATS))}: upgrade Flywheel or run `{REBUILD_COMMAND}`"
             )
         return cls(
             spec=str(data["spec"]),
