@@ -198,7 +198,10 @@ def main() -> int:
         print("a window overlapping the previous run's events ...", flush=True)
         long.add(args.new, start - span / 2)  # half of its event time lies inside the last run's
         runs.append(long.measured(spark, "the same, window overlapping the last run", role="overlap"))
-        shipping = history_to_spark(spark, long)
+        try:  # a side measurement: its failure must not lose the runs
+            shipping = history_to_spark(spark, long)
+        except Exception as exc:
+            shipping = {"error": f"{type(exc).__name__}: {exc}"[:500]}
 
         result = {
             "benchmark": "history",
@@ -368,7 +371,9 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" if c is not None else "" for c in cells) + " |")
     lines.append("| **run** | " + " | ".join(f"**{x['seconds']:.1f}**" for x in shown) + " |")
     shipping = r.get("history_to_spark") or {}
-    if shipping:
+    if shipping.get("error"):
+        lines += ["", f"History handed to Spark: not measured ({shipping['error']})."]
+    elif shipping:
         lines += [
             "",
             f"History handed to Spark (the overlapping run's slice, {shipping['history_rows']:,} rows, a no-op write, "
