@@ -4,6 +4,7 @@ model's MLflow aliases. Live at once; ready (`/readyz`) once a champion exists."
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 from pipelines.config import int_setting, setting
@@ -36,9 +37,16 @@ def _serve(args: argparse.Namespace) -> int:
         f"(MLflow {setting('MLFLOW_TRACKING_URI') or 'not set'}; admin token in {where})",
         flush=True,
     )
+    app = create_app(service)
+    # Fewer, cheaper garbage collections: a request allocates a few hundred containers (records, rows, log
+    # records), so the default threshold (700) ran a collection every request or two; what was loaded at start
+    # (libraries, the app) is frozen out of the collector's scans.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     try:
         uvicorn.run(
-            create_app(service),
+            app,
             host=args.host,
             port=port,
             log_level="warning",

@@ -95,9 +95,7 @@ class Scorer:
 
     def _observe(self, version: str, arm: str, scores: np.ndarray) -> None:
         self.metrics["flywheel_serving_predictions"].labels(version, arm).inc(len(scores))
-        histogram = self.metrics["flywheel_serving_prediction_score"].labels(version)
-        for score in scores.tolist():
-            histogram.observe(score)
+        observe_many(self.metrics["flywheel_serving_prediction_score"].labels(version), scores)
 
     @staticmethod
     def _log(
@@ -126,3 +124,23 @@ class Scorer:
                 }
             )
         return out
+
+
+def observe_many(histogram: Any, values: np.ndarray) -> None:
+    """`histogram.observe(v)` for every finite value, as one update per bucket (a score histogram saw one
+    observe per prediction: a tenth of a micro-batch's CPU). Reads prometheus_client's per-bucket counters;
+    a client without them gets the observe loop."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    values = values[~np.isnan(values)]
+    # observe() counts a value in the first bucket whose bound is >= it (the last bound is +Inf)
+    counts = np.bincount(np.searchsorted(np.asarray(bounds), values, side="left"), minlength=len(bounds))
+    for index, count in enumerate(counts.tolist()[: len(bounds)]):
+        if count:
+            buckets[index].inc(count)
+    total.inc(float(values.sum()))

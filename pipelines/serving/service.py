@@ -6,7 +6,8 @@ after serving is found), KAFKA_BOOTSTRAP_SERVERS and FLYWHEEL_PREDICTIONS_TOPIC 
 FLYWHEEL_SERVING_ADMIN_TOKEN, FLYWHEEL_SERVING_MAX_BATCH (64 records per model call), FLYWHEEL_SERVING_BATCH_WAIT_MS
 (2), FLYWHEEL_SERVING_MAX_RECORDS (256 per request), FLYWHEEL_SERVING_MAX_BODY_BYTES (1 MiB),
 FLYWHEEL_SERVING_THREADS (1 intra-op thread per model call: requests run side by side instead),
-FLYWHEEL_SERVING_PREDLOG_QUEUE (10000 records).
+FLYWHEEL_SERVING_PREDLOG_QUEUE (10000 records), FLYWHEEL_SERVING_BATCH_WORKERS (0: micro-batches are scored on
+the event loop, the least CPU per request; n: in n worker threads).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def config_from_settings(model_name: str) -> ServingConfig:
         max_body_bytes=int_setting("FLYWHEEL_SERVING_MAX_BODY_BYTES", default=1 << 20, minimum=1024),
         max_batch=int_setting("FLYWHEEL_SERVING_MAX_BATCH", default=64, minimum=1),
         max_wait_s=float_setting("FLYWHEEL_SERVING_BATCH_WAIT_MS", default=2.0, minimum=0) / 1000,
-        batch_workers=int_setting("FLYWHEEL_SERVING_BATCH_WORKERS", default=1, minimum=1),
+        batch_workers=int_setting("FLYWHEEL_SERVING_BATCH_WORKERS", default=0, minimum=0),
     )
 
 
