@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,18 @@ ROW_GROUP_ROWS = 64 * 1024  # row groups the history reader can skip by their ev
 PARQUET = "application/vnd.apache.parquet"
 
 
-def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> FeatureBatch:
-    """Add the run's batch to features/<spec>/ on the run branch: rows for the run's new events only."""
+def build_features(
+    lake: Lake,
+    spark: Any,
+    spec: DatasetSpec,
+    raw: RawBatch,
+    on_table: Callable[[pa.Table, Catalog], None] | None = None,
+) -> FeatureBatch:
+    """Add the run's batch to features/<spec>/ on the run branch: rows for the run's new events only.
+
+    `on_table(table, catalog)` is called with the batch's rows (Arrow) and the catalog of the earlier batches
+    once they are built, before they are written and uploaded: a caller in the same process can start the
+    gate on them meanwhile (pipelines.ingest.runner)."""
     from pipelines.features.build import model_table, read_raw
     from pipelines.features.dedup import seen_before
     from pipelines.features.history import history_slice
@@ -59,6 +70,8 @@ def build_features(lake: Lake, spark: Any, spec: DatasetSpec, raw: RawBatch) -> 
     # A local session reads the files itself only when they are exactly the rows to build.
     table = model_table(spark, spec, fresh, files if not across else None, timings=detail, history=history)
     t_spark = time.monotonic() - t0
+    if on_table is not None:
+        on_table(table, catalog)
     entry = batch_entry(spec, raw, catalog.next_seq, table, events.num_rows, across)
     feats = publish_batch(lake, spec, raw.run_id, raw.commit, catalog, entry, table)
     t_write = time.monotonic() - t0 - t_spark

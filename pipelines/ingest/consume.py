@@ -1,8 +1,8 @@
 """Reading a bounded slice of a Kafka topic from explicit offsets.
 
 The offsets come from lakeFS `main` (the source of truth), never from a consumer group: the consumer is
-`assign()`ed and `seek()`ed. A read ends when it is caught up (a poll returns nothing new and every
-partition's position has reached the high watermark seen in fetch responses), when `max_events` were read,
+`assign()`ed and `seek()`ed. A read ends when it is caught up (every partition's position has reached the
+high watermark seen in fetch responses, checked after every poll), when `max_events` were read,
 or when `max_seconds` passed. The high watermark from fetches is used, not ListOffsets (`end_offsets()`),
 because some brokers (Tansu) answer ListOffsets with the base offset of the last batch + 1.
 """
@@ -156,25 +156,13 @@ def consume(
                 events += len(records)
             if progress is not None:
                 progress(events)
+            # Done as soon as every position reached the fetch high watermark: one more poll would find
+            # nothing and wait its whole timeout for it (the broker holds an empty fetch), ~0.5s per run.
+            if _caught_up(consumer, topic, tps, start):
+                break
             continue
         # Nothing new in this poll: done when every partition's position reached the fetch high watermark.
-        caught_up = True
-        for p, tp in tps.items():
-            hw = consumer.highwater(tp)
-            if hw is None:
-                caught_up = False
-                continue
-            if start[p] > hw:
-                # A recreated topic (new topic id) never gets here: ingestion reads it from its start.
-                raise OffsetsError(
-                    f"lakeFS main says partition {p} of {topic!r} was read up to offset {start[p]}, but the "
-                    f"broker's log ends at {hw} under the same topic id (or main's offsets predate recorded "
-                    "topic ids): the broker lost events that main counted. Reproduce them if you can, then "
-                    "move the offsets with `flywheel dataset reset-offsets --to earliest --yes`"
-                )
-            if consumer.position(tp) < hw:
-                caught_up = False
-        if caught_up:
+        if _caught_up(consumer, topic, tps, start):
             break
 
     if topic_id is not None:
@@ -197,6 +185,28 @@ def consume(
         seconds=time.monotonic() - started,
         per_partition=per_partition,
     )
+
+
+def _caught_up(consumer: Any, topic: str, tps: dict[int, Any], start: dict[int, int]) -> bool:
+    """Every partition's position reached the high watermark of its latest fetch (False while a partition
+    has not been fetched yet)."""
+    caught_up = True
+    for p, tp in tps.items():
+        hw = consumer.highwater(tp)
+        if hw is None:
+            caught_up = False
+            continue
+        if start[p] > hw:
+            # A recreated topic (new topic id) never gets here: ingestion reads it from its start.
+            raise OffsetsError(
+                f"lakeFS main says partition {p} of {topic!r} was read up to offset {start[p]}, but the "
+                f"broker's log ends at {hw} under the same topic id (or main's offsets predate recorded "
+                "topic ids): the broker lost events that main counted. Reproduce them if you can, then "
+                "move the offsets with `flywheel dataset reset-offsets --to earliest --yes`"
+            )
+        if consumer.position(tp) < hw:
+            caught_up = False
+    return caught_up
 
 
 def true_end_offsets(consumer: Any, topic: str, timeout_s: float = 10.0) -> dict[int, int]:

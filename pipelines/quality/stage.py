@@ -32,13 +32,23 @@ def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) 
 
     from pipelines.features.batches import read_catalog
     from pipelines.features.build import model_table_schema
-    from pipelines.quality.validate import validate_model_table
 
     files = local_copies_of(lake, feats.commit, feats.paths)
     schema = model_table_schema(spec)
     table = pa.concat_tables([pq.read_table(f).cast(schema) for f in files]) if files else schema.empty_table()
     earlier = read_catalog(lake, feats.commit, spec).before(feats.batch)
-    summary = validate_model_table(
+    summary = check_batch(table, spec, raw, earlier)
+    record_validation(lake, spec, raw, feats, summary, earlier.rows)
+    return summary
+
+
+def check_batch(table: Any, spec: DatasetSpec, raw: RawBatch, earlier: Any) -> Any:
+    """The gate's verdict on a batch's model-table rows (`table`, Arrow), with the dataset checks over the
+    earlier batches' summaries (`earlier`, the catalog before this batch): one GX validation result, its
+    Data Docs, a ValidationSummary. Touches no lakeFS branch, so it can run while the batch is uploaded."""
+    from pipelines.quality.validate import validate_model_table
+
+    return validate_model_table(
         table,
         spec,
         valid_in_batch=raw.valid,
@@ -48,12 +58,19 @@ def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) 
         rows_before=earlier.rows,
         labels_before=earlier.labels,
     )
+
+
+def record_validation(
+    lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch, summary: Any, rows_before: int
+) -> str:
+    """Write the summary of `check_batch` to the run branch and commit it (after the features commit it
+    judged); returns the commit."""
     record = {
         **summary.to_dict(),
         "run_id": raw.run_id,
         "features_commit": feats.commit,
         "batch": feats.batch,
-        "dataset_rows": earlier.rows + table.num_rows,
+        "dataset_rows": rows_before + summary.rows,
     }
     wap = run_wap(lake, raw.run_id)
     wap.write_json(layout.VALIDATION_PREFIX + f"{spec.name}.json", record)
@@ -63,8 +80,7 @@ def validate(lake: Lake, spec: DatasetSpec, raw: RawBatch, feats: FeatureBatch) 
         keys.VALIDATION: "passed" if summary.success else "failed",
         keys.VALIDATION_SUMMARY: summary.headline()[:1000],
     }
-    wap.commit(f"validation {'passed' if summary.success else 'FAILED'} for run {raw.run_id}", meta)
-    return summary
+    return wap.commit(f"validation {'passed' if summary.success else 'FAILED'} for run {raw.run_id}", meta)
 
 
 def failure_message(lake: Lake, raw: RawBatch, summary: Any) -> str:
