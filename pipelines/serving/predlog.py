@@ -104,7 +104,9 @@ class PredictionLog:
 
     @property
     def pending(self) -> int:
-        return self._pending
+        """Records queued here or in the producer, not yet acknowledged by Kafka."""
+        producer = self._producer
+        return self._pending + (len(producer) if producer is not None else 0)
 
     # --- the sender thread ---------------------------------------------------------------------------
     def start(self) -> None:
