@@ -2,9 +2,12 @@
 
 Each poll's records of one partition go through the spec's event check (the one ingestion uses: a rejected
 event is counted and skipped, it never reaches the state) and are applied with the partition's next
-offset in one atomic Lua call (`store.RedisOnlineStore.apply`). On start the updater seeks to the offsets
-stored in Redis, never to its consumer group's: the group (`flywheel-features-<spec>`) only names it to
-the broker, and its committed offsets are informational (lag tools). A restart after a kill at any point
+offset in one atomic Lua call (`store.RedisOnlineStore.apply_packed`). The calls go out in order from one
+writer thread while this thread polls, decodes and checks the next records, so the server's work overlaps the
+Kafka side; a failed call stops the ones queued behind it (they would jump over its records). On start the
+updater seeks to the offsets stored in Redis, never to its consumer group's: the group
+(`flywheel-features-<spec>`) only names it to the broker, and its committed offsets are informational (lag
+tools). A restart after a kill at any point
 therefore neither skips nor double-counts; a re-sent event (same id) is counted once by the store's dedup.
 
 A topic recreated under the same name (a new topic id: e.g. the memory-only embedded broker restarted) is
@@ -17,16 +20,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pipelines.errors import FlywheelError
 from pipelines.features.aggregates import aggregated_columns
 from pipelines.features.online.api import OnlineStoreUnavailable
 from pipelines.features.online.layout import encode_value, member
-from pipelines.features.online.store import ApplyResult, RedisOnlineStore
+from pipelines.features.online.store import RedisOnlineStore
 from pipelines.ingest.consume import topic_partitions
 from pipelines.ingest.offsets import StoredOffsets, current_topic_id, reconcile
 from pipelines.spec.events import checker_for
@@ -35,6 +41,10 @@ from pipelines.spec.model import DatasetSpec
 log = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_CALL = 2_000  # events per Lua call: bounds how long one call blocks the server (a few ms)
+# Calls queued for the writer thread: deep enough that the Kafka fetch and decoding of a whole poll (5 calls'
+# worth) go on while the server applies the previous poll's calls; each holds its records until applied.
+MAX_CALLS_IN_FLIGHT = 8
+NULL_VALUE = "event has no value (null Kafka record)"
 
 
 def group_id(spec: DatasetSpec) -> str:
@@ -73,6 +83,28 @@ class OffsetsOutsideLog(FlywheelError):
     """The stored offsets are outside the topic's log (retention deleted events the store never saw)."""
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """One Lua call's worth of one partition's records, checked and packed (`RedisOnlineStore.apply_packed`)."""
+
+    partition: int
+    records: Sequence[Any]  # offset order; kept to apply only the rest after a conflict
+    packed: bytes
+    count: int  # valid events in `packed`
+    rejected: int
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    partition: int
+    applied: int = 0
+    duplicates: int = 0
+    trimmed: int = 0
+    rejected: int = 0
+    conflicts: int = 0
+    seek_to: int | None = None  # another updater is ahead on this partition: read on from here
+
+
 class Updater:
     """Keeps one spec's online state current from its topic. `run()` loops; tests drive `catch_up()`."""
 
@@ -98,13 +130,17 @@ class Updater:
         self.checker = checker_for(spec)
         fields = spec.event_fields
         self._columns = [fields.index(c) for c in aggregated_columns(spec)]
+        self._at = (fields.index(spec.event_id), fields.index(spec.entity_key), fields.index(spec.timestamp))
         self.stats = UpdaterStats()
         self.consumer: Any = None
         self._tps: dict[int, Any] = {}
         self._last_commit = 0.0
         self._group_commit_failed = False
+        # One writer thread applies the calls in order while this thread polls, decodes and checks: the server
+        # works on the other core, and redis-py waits for its replies without the GIL.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-online-apply")
-        self._in_flight: tuple[Future, int, Sequence[Any], int] | None = None
+        self._in_flight: deque[Future] = deque()
+        self._failed = threading.Event()  # a call failed: the writer skips the calls queued after it
 
     # --- start ----------------------------------------------------------------------------------------
     def start(self, topic_timeout_s: float = 30.0) -> dict[int, int]:
@@ -142,10 +178,16 @@ class Updater:
 
     def resync(self) -> dict[int, int]:
         """Seek back to the offsets the store holds (after a store error: what was applied is in them)."""
-        if self._in_flight is not None:
-            self._in_flight[0].exception()  # wait for it; its outcome is in the stored offsets either way
-            self._in_flight = None
+        self._drain()
         return self._seek(self.store.state().offsets)
+
+    def _drain(self) -> None:
+        """Wait for every call in flight, whatever it gives (its outcome is in the stored offsets either way)."""
+        while self._in_flight:
+            call = self._in_flight.popleft()
+            if call.exception() is None and call.result() is not None:
+                self._account(call.result())
+        self._failed.clear()
 
     def close(self) -> None:
         try:
@@ -184,73 +226,111 @@ class Updater:
     def apply_records(self, partition: int, records: Sequence[Any]) -> None:
         """Check and apply one partition's records (offset order), in calls of MAX_EVENTS_PER_CALL.
 
-        Each call runs in the background while this thread checks the next records or polls Kafka (the
-        store works on another core); `flush()` waits for it. Calls go out one at a time, in order."""
+        The calls are queued for the writer thread (at most MAX_CALLS_IN_FLIGHT), which applies them in order;
+        this thread goes on polling and checking. `flush()` waits for all of them. After a failed call the
+        writer skips the ones queued behind it (applying them would jump over its records); the failure is
+        raised here or by `flush()`, and `resync()` reads on from the offsets the store holds."""
         for start in range(0, len(records), MAX_EVENTS_PER_CALL):
             chunk = records[start : start + MAX_EVENTS_PER_CALL]
-            events, rejected = self._prepare(chunk)
-            self.flush()
-            call = self._pool.submit(
-                self.store.apply, events, partition, chunk[0].offset, chunk[-1].offset + 1, rejected
+            packed, count, reasons = self._prepare(chunk)
+            if reasons:
+                counted = self.stats.reasons
+                for reason in reasons:
+                    kind = reason[:80]
+                    counted[kind] = counted.get(kind, 0) + 1
+            while len(self._in_flight) >= MAX_CALLS_IN_FLIGHT:
+                self._settle_oldest()
+            self._in_flight.append(
+                self._pool.submit(self._write, _Chunk(partition, chunk, packed, count, len(reasons)))
             )
-            self._in_flight = (call, partition, chunk, rejected)
 
     def flush(self) -> None:
-        """Wait for the call in flight and account for it; raises what it raised (e.g. OnlineStoreUnavailable)."""
-        if self._in_flight is None:
-            return
-        call, partition, chunk, rejected = self._in_flight
-        self._in_flight = None
-        self._account(call.result(), partition, chunk, rejected)
+        """Wait for the calls in flight and account for them; raises what one raised (e.g. OnlineStoreUnavailable)."""
+        while self._in_flight:
+            self._settle_oldest()
 
-    def _prepare(self, records: Sequence[Any]) -> tuple[list[tuple[str, int, str, str]], int]:
-        """The event check on each record: (entity, event time, id, member) of the valid ones, and how many
-        were rejected (counted by reason; they never reach the store)."""
+    def _settle_oldest(self) -> None:
+        call = self._in_flight.popleft()
+        try:
+            outcome = call.result()
+        except BaseException:
+            self._drain()  # the calls behind it were skipped
+            raise
+        if outcome is not None:
+            self._account(outcome)
+
+    def _prepare(self, records: Sequence[Any]) -> tuple[bytes, int, list[str]]:
+        """The event check on each record: the valid ones packed for the store as `store.pack_events` does
+        (entity, event time, id, member), how many, and the reasons of the rejected ones (they never reach
+        the store). Pure: the writer thread calls it too (after a conflict)."""
         values_of = self.checker.values
         columns = self._columns
-        events: list[tuple[str, int, str, str]] = []
-        rejected = 0
-        reasons = self.stats.reasons
+        at_id, at_entity, at_ts = self._at
+        flat: list[str] = []
+        add = flat.append
+        reasons: list[str] = []
         single = columns[0] if len(columns) == 1 else None
         for rec in records:
-            row = values_of(rec.value) if rec.value is not None else "event has no value (null Kafka record)"
+            value = rec.value
+            row = values_of(value) if value is not None else NULL_VALUE
             if type(row) is list:
+                ts = str(row[at_ts])
+                eid = row[at_id]
+                add(row[at_entity])
+                add(ts)
+                add(eid)
                 if single is not None:  # the common spec: one aggregated column; layout.member, inlined
                     v = row[single]
-                    text = repr(v) if type(v) is float and v == v else encode_value(v)
-                    events.append((row[1], row[2], row[0], f"{row[2]}|{text}|{row[0]}"))
+                    add(f"{ts}|{repr(v) if type(v) is float and v == v else encode_value(v)}|{eid}")
                 else:
-                    events.append((row[1], row[2], row[0], member(row[2], [row[c] for c in columns], row[0])))
+                    add(member(row[at_ts], [row[c] for c in columns], eid))
             else:
-                rejected += 1
-                kind = str(row)[:80]
-                reasons[kind] = reasons.get(kind, 0) + 1
-        return events, rejected
+                reasons.append(str(row))
+        return orjson.dumps(flat), len(flat) // 4, reasons
 
-    def _account(self, result: ApplyResult, partition: int, records: Sequence[Any], rejected: int) -> None:
-        if result.conflict_offset is not None:
-            # Another updater (or this one before a lost reply) applied a prefix already: apply the rest only.
-            self.stats.conflicts += 1
-            first, nxt = records[0].offset, records[-1].offset + 1
-            rest = [r for r in records if r.offset >= result.conflict_offset]
+    def _write(self, chunk: _Chunk) -> _Outcome | None:
+        """The writer thread: apply one chunk, unless a call before it failed (None: skipped)."""
+        if self._failed.is_set():
+            return None
+        try:
+            return self._apply_chunk(chunk)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def _apply_chunk(self, chunk: _Chunk) -> _Outcome:
+        records, packed, count, rejected = chunk.records, chunk.packed, chunk.count, chunk.rejected
+        nxt = records[-1].offset + 1
+        conflicts = 0
+        while True:
+            result = self.store.apply_packed(packed, count, chunk.partition, records[0].offset, nxt, rejected)
+            if result.conflict_offset is None:
+                return _Outcome(chunk.partition, result.applied, result.duplicates, result.trimmed, rejected, conflicts)
+            # Another updater (or this one before a lost reply) applied a prefix already: apply the rest only,
+            # here, before the calls queued behind this one.
+            conflicts += 1
             log.warning(
                 "partition %d: offsets %d..%d were applied already (the store is at %d); applying only the rest",
-                partition,
-                first,
+                chunk.partition,
+                records[0].offset,
                 nxt - 1,
                 result.conflict_offset,
             )
-            if rest:
-                events, rest_rejected = self._prepare(rest)
-                again = self.store.apply(events, partition, rest[0].offset, nxt, rest_rejected)
-                self._account(again, partition, rest, rest_rejected)
-            elif self._tps:
-                self.consumer.seek(self._tps[partition], max(result.conflict_offset, nxt))
-            return
-        self.stats.applied += result.applied
-        self.stats.duplicates += result.duplicates
-        self.stats.trimmed += result.trimmed
-        self.stats.rejected += rejected
+            records = [r for r in records if r.offset >= result.conflict_offset]
+            if not records:
+                return _Outcome(chunk.partition, conflicts=conflicts, seek_to=max(result.conflict_offset, nxt))
+            packed, count, reasons = self._prepare(records)
+            rejected = len(reasons)
+
+    def _account(self, outcome: _Outcome) -> None:
+        self.stats.applied += outcome.applied
+        self.stats.duplicates += outcome.duplicates
+        self.stats.trimmed += outcome.trimmed
+        self.stats.rejected += outcome.rejected
+        self.stats.conflicts += outcome.conflicts
+        tp = self._tps.get(outcome.partition) if outcome.seek_to is not None else None
+        if tp is not None and self.consumer.position(tp) < outcome.seek_to:
+            self.consumer.seek(tp, outcome.seek_to)  # never back: what was read since is queued behind it
 
     def _commit_group(self, force: bool = False) -> None:
         """Best effort: the group's committed offsets only inform lag tools (the store's offsets rule)."""

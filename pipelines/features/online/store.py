@@ -32,8 +32,9 @@ DEFAULT_LATENESS_MS = 3_600_000  # history kept beyond the longest window: exact
 TRIM_EVERY = 8  # an entity's history is trimmed at about one insert in 8 (see APPLY)
 
 # KEYS: offsets hash, meta hash. ARGV: prefix, keep_ms, ncols, partition ('' = no offset), first offset,
-# next offset, rejected count, and the events as one JSON array of [entity, event time, event id, member]
-# (one argument: packed by orjson and unpacked by the server's cjson, both in C). Returns {applied,
+# next offset, rejected count, and the events as one flat JSON array of strings, four per event: entity,
+# event time, event id, member (`pack_events`; packed by orjson and unpacked by the server's cjson, both in C,
+# flat because a table per event cost the server more than the decoding itself). Returns {applied,
 # duplicates, trimmed} or {-1, stored offset} when the batch starts below the stored offset (it was applied
 # already; nothing is written).
 # Two calls per event in the common case (HSETNX of the id, ZADD). Trimming only bounds memory (a lookup
@@ -50,41 +51,44 @@ if partition ~= '' then
     return {-1, tonumber(stored)}
   end
 end
+local call, find, sub, format, unpack = redis.call, string.find, string.sub, string.format, unpack
 local function event_id(m)
   local pos = 0
-  for _ = 0, ncols do pos = string.find(m, '|', pos + 1, true) end
-  return string.sub(m, pos + 1)
+  for _ = 0, ncols do pos = find(m, '|', pos + 1, true) end
+  return sub(m, pos + 1)
 end
+local hprefix, iprefix = prefix .. 'h:', prefix .. 'i:'
 local applied, dups, trimmed = 0, 0, 0
-for _, event in ipairs(cjson.decode(ARGV[8])) do
-  local entity, ts_text, eid, m = event[1], event[2], event[3], event[4]
+local events = cjson.decode(ARGV[8])
+for i = 1, #events, 4 do
+  local entity, ts_text, eid, m = events[i], events[i + 1], events[i + 2], events[i + 3]
+  local hkey, ikey = hprefix .. entity, iprefix .. entity
   local ts = tonumber(ts_text)
-  local hkey, ikey = prefix .. 'h:' .. entity, prefix .. 'i:' .. entity
   local add = true
-  if redis.call('HSETNX', ikey, eid, ts_text) == 0 then
-    local prev = tonumber(redis.call('HGET', ikey, eid))
+  if call('HSETNX', ikey, eid, ts_text) == 0 then
+    local prev = tonumber(call('HGET', ikey, eid))
     if prev <= ts then
       add = false
       dups = dups + 1
     else  -- the earlier copy of a re-sent event wins, as offline: drop the later one
-      for _, old in ipairs(redis.call('ZRANGEBYSCORE', hkey, prev, prev)) do
-        if event_id(old) == eid then redis.call('ZREM', hkey, old) end
+      for _, old in ipairs(call('ZRANGEBYSCORE', hkey, prev, prev)) do
+        if event_id(old) == eid then call('ZREM', hkey, old) end
       end
-      redis.call('HSET', ikey, eid, ts_text)
+      call('HSET', ikey, eid, ts_text)
     end
   end
   if add then
-    redis.call('ZADD', hkey, ts_text, m)
+    call('ZADD', hkey, ts_text, m)
     applied = applied + 1
     if ts % TRIM_EVERY == 0 then
-      local cut = string.format('(%d', ts - keep)
+      local cut = format('(%d', ts - keep)
       repeat  -- in slices: unpack has a bounded stack
-        local gone = redis.call('ZRANGEBYSCORE', hkey, '-inf', cut, 'LIMIT', 0, 1000)
+        local gone = call('ZRANGEBYSCORE', hkey, '-inf', cut, 'LIMIT', 0, 1000)
         if #gone > 0 then
           local ids = {}
           for j, g in ipairs(gone) do ids[j] = event_id(g) end
-          redis.call('ZREM', hkey, unpack(gone))
-          redis.call('HDEL', ikey, unpack(ids))
+          call('ZREM', hkey, unpack(gone))
+          call('HDEL', ikey, unpack(ids))
           trimmed = trimmed + #gone
         end
       until #gone < 1000
@@ -92,14 +96,24 @@ for _, event in ipairs(cjson.decode(ARGV[8])) do
   end
 end
 if partition ~= '' then
-  redis.call('HSET', offsets, partition, ARGV[6])
+  call('HSET', offsets, partition, ARGV[6])
 end
-redis.call('HINCRBY', meta, 'applied', applied)
-redis.call('HINCRBY', meta, 'duplicates', dups)
-redis.call('HINCRBY', meta, 'trimmed', trimmed)
-redis.call('HINCRBY', meta, 'rejected', tonumber(ARGV[7]))
+call('HINCRBY', meta, 'applied', applied)
+call('HINCRBY', meta, 'duplicates', dups)
+call('HINCRBY', meta, 'trimmed', trimmed)
+call('HINCRBY', meta, 'rejected', tonumber(ARGV[7]))
 return {applied, dups, trimmed}
 """.replace("TRIM_EVERY", str(TRIM_EVERY))
+
+
+def pack_events(events: Sequence[tuple[str, int, str, str]]) -> bytes:
+    """APPLY's events argument: one flat JSON array, four strings per event (entity, event time, id, member)."""
+    import orjson
+
+    flat: list[str] = []
+    for entity, ts, eid, m in events:
+        flat += (entity, str(ts), eid, m)
+    return orjson.dumps(flat)
 
 
 @dataclass(frozen=True)
@@ -256,9 +270,19 @@ class RedisOnlineStore:
     ) -> ApplyResult:
         """Apply (entity, event time, event id, member) events (`layout.member`) and, with a partition, move
         its offset, atomically."""
-        import orjson
+        return self.apply_packed(pack_events(events), len(events), partition, first_offset, next_offset, rejected)
 
-        packed = orjson.dumps([(entity, str(ts), eid, m) for entity, ts, eid, m in events])
+    def apply_packed(
+        self,
+        packed: bytes,
+        count: int,
+        partition: int | None = None,
+        first_offset: int = 0,
+        next_offset: int = 0,
+        rejected: int = 0,
+    ) -> ApplyResult:
+        """`apply` of `count` events already packed (`pack_events`, or the updater's own packing of the same
+        format)."""
         args = [
             self.keys.prefix,
             self.keep_ms,
@@ -269,7 +293,7 @@ class RedisOnlineStore:
             rejected,
             packed,
         ]
-        with self._calls(f"applying {len(events)} events"):
+        with self._calls(f"applying {count} events"):
             reply = self._apply(keys=[self.keys.offsets, self.keys.meta], args=args)
         if reply[0] == -1:
             return ApplyResult(0, 0, 0, conflict_offset=int(reply[1]))

@@ -8,8 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from pipelines.features.aggregates import definitions, reference_values
+from pipelines.features.online.api import OnlineStoreUnavailable
 from pipelines.features.online.store import RedisOnlineStore
 from pipelines.online.updater import Updater
 from pipelines.spec import load_spec
@@ -87,3 +89,34 @@ def test_late_events_online_versus_offline(redis_url: str) -> None:
     assert online[1]["cust_seconds_since_last"] == 2.0 and offline[1]["cust_seconds_since_last"] == 1.0
     # once applied, the late event counts online too, for every later lookup
     assert updater.store.lookup(["c"], [T0 + 3_000])[0] == offline[1]
+
+
+def test_after_a_failed_call_the_calls_queued_behind_it_are_not_applied(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer thread applies queued calls in order; when one fails (the store went away), applying the
+    ones behind it would move the offset past records never applied. They are skipped, the failure is raised,
+    and a resync reads on from the stored offset: every event ends up applied once."""
+    monkeypatch.setattr("pipelines.online.updater.MAX_EVENTS_PER_CALL", 4)
+    updater = updater_at(redis_url)
+    real = updater.store.apply_packed
+    calls: list[int] = []
+
+    def second_call_fails(packed: bytes, count: int, partition: Any, first: int, nxt: int, rejected: int) -> Any:
+        calls.append(first)
+        if len(calls) == 2:
+            raise OnlineStoreUnavailable("the store went away (test)")
+        return real(packed, count, partition, first, nxt, rejected)
+
+    monkeypatch.setattr(updater.store, "apply_packed", second_call_fails)
+    batch = records([good("c", 1_000 + i, f"e{i}") for i in range(12)])  # three calls: 0..3, 4..7, 8..11
+    updater.apply_records(0, batch)
+    with pytest.raises(OnlineStoreUnavailable):
+        updater.flush()
+    assert calls == [0, 4]  # the third call was never sent
+    assert updater.store.state().offsets == {0: 4}
+    updater.apply_records(0, batch[4:])  # what resync's seek would read again
+    updater.flush()
+    assert updater.store.state().offsets == {0: 12} and updater.stats.applied == 12
+    (values,) = updater.store.lookup(["c"], [T0 + 100_000])
+    assert values["cust_txn_count_24h"] == 12.0
