@@ -82,8 +82,8 @@ def _ingest(d: dict[str, Any]) -> list[Row]:
             "ingest",
             f"{d['events']:,} events Kafka -> lakeFS main vs raw consume",
             f"{ratio:.2f}x ({e['events_per_s']:,.0f} events/s)",
-            ">= 0.8x",
-            ratio >= 0.8,
+            ">= 0.6x",  # issue 11's goal (below 0.5x it is not resolved)
+            ratio >= 0.6,
         )
     ]
 
