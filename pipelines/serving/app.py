@@ -34,6 +34,7 @@ from pipelines.features.online.api import OnlineFeatures, OnlineStoreUnavailable
 from pipelines.observability.metrics import SERVING, create
 from pipelines.serving import security
 from pipelines.serving.batcher import MicroBatcher
+from pipelines.serving.breaker import StoreBreaker
 from pipelines.serving.models import ModelFollower, Snapshot, describe_model
 from pipelines.serving.predlog import PredictionLog
 from pipelines.serving.rollout import STATES
@@ -56,6 +57,8 @@ class ServingConfig:
     # 0: score on the event loop (least CPU per request; a slow store lookup, bounded by its timeout, delays
     # other requests meanwhile); n > 0: n worker threads
     batch_workers: int = 0
+    # after a failed store lookup, answer 503 at once for this long instead of trying per batch (breaker.py)
+    store_retry_s: float = 1.0
 
 
 @dataclass
@@ -112,7 +115,11 @@ def create_app(service: ServingService) -> FastAPI:
     spec, config, follower, metrics = service.spec, service.config, service.follower, service.metrics
     validator = RequestValidator(spec, config.max_records, config.max_body_bytes)
     needs_lookup = bool(spec.aggregates) and spec.entity_key is not None
-    scorer = Scorer(service.store, metrics, service.predlog, needs_lookup) if service.store is not None else None
+    scorer = (
+        Scorer(StoreBreaker(service.store, config.store_retry_s), metrics, service.predlog, needs_lookup)
+        if service.store is not None
+        else None
+    )
     batcher = MicroBatcher(
         scorer or (lambda items: []),
         config.max_batch,

@@ -10,6 +10,7 @@ less CPU when scoring is short (the loop waits for it; what arrives meanwhile st
 A batch closes when it holds `max_batch` items or `max_wait_s` after its first item arrived (bounded wait,
 bounded batch). A request is never split: one larger than `max_batch` is a batch of its own. When `process`
 raises, every request of that batch gets the exception (e.g. the online store is down: each answers 503).
+Inline, the loop yields after each batch, so other tasks (probes, new requests) run between two queued batches.
 """
 
 from __future__ import annotations
@@ -100,12 +101,17 @@ class MicroBatcher:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
-                continue
-            if self.on_batch is not None:
-                self.on_batch(len(items))
-            start = 0
-            for entry, future in batch:
-                end = start + len(entry)
-                if not future.done():  # the client went away: nobody waits for this one
-                    future.set_result(results[start:end])
-                start = end
+            else:
+                if self.on_batch is not None:
+                    self.on_batch(len(items))
+                start = 0
+                for entry, future in batch:
+                    end = start + len(entry)
+                    if not future.done():  # the client went away: nobody waits for this one
+                        future.set_result(results[start:end])
+                    start = end
+            if self._executor is None:
+                # Scored inline, the loop ran nothing else meanwhile; and with a backlog, `queue.get()` returns
+                # without yielding, so without this the next batch would follow at once, batch after batch,
+                # while /healthz, /metrics and new requests wait. Let them run between two batches.
+                await asyncio.sleep(0)

@@ -5,7 +5,9 @@ reason, fuzzed payloads never get a 5xx. Models are small in-process ones (tests
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -144,13 +146,48 @@ def test_canary_splits_by_entity_and_the_same_entity_stays() -> None:
 
 
 def test_store_down_is_a_503_with_the_reason_and_requests_recover() -> None:
-    with serving() as (client, service):
-        service.store.down = True  # type: ignore[union-attr]
+    with serving(store_retry_s=0.3) as (client, service):
+        store: InTestStore = service.store  # type: ignore[assignment]
+        store.down = True
         response = client.post("/v1/predict", json={"records": events(2)})
         assert response.status_code == 503
         assert "online feature store" in response.json()["detail"] and "refused" in response.json()["detail"]
-        service.store.down = False  # type: ignore[union-attr]
+        store.down = False
+        # the breaker is open: answered at once with the last reason, the store is not asked
+        response = client.post("/v1/predict", json={"records": events(2)})
+        assert response.status_code == 503 and store.calls == 1
+        assert "online store unavailable: " in response.json()["detail"] and "refused" in response.json()["detail"]
+        time.sleep(0.35)
         assert client.post("/v1/predict", json={"records": events(2)}).status_code == 200
+
+
+class HungStore(InTestStore):
+    """A store that does not answer: each lookup blocks its caller for the socket timeout, then fails."""
+
+    def lookup(self, entities: Sequence[str], event_times: Sequence[int]) -> list[dict[str, float]]:
+        self.calls += 1
+        time.sleep(0.4)
+        raise OnlineStoreUnavailable("online store at 127.0.0.1:6379 did not answer within 0.4s (test)")
+
+
+def test_a_hung_store_neither_starves_the_probes_nor_each_batch() -> None:
+    # Micro-batches scored on the event loop (batch_workers=0), one batch per request (max_batch=2): without
+    # the breaker every queued batch would block the loop for the store's timeout, one after another.
+    with serving(max_batch=2, max_wait_s=0.0, batch_workers=0) as (_client, service):
+        service.store = HungStore()
+        with TestClient(create_app(service)) as hung:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(16) as pool:
+                posts = [pool.submit(hung.post, "/v1/predict", json={"records": events(2, i)}) for i in range(16)]
+                time.sleep(0.1)  # the predictions are queued (or being refused) first
+                probe_started = time.perf_counter()
+                assert hung.get("/healthz").status_code == 200
+                probe_s = time.perf_counter() - probe_started
+                statuses = [p.result(timeout=30).status_code for p in posts]
+            total_s = time.perf_counter() - started
+        assert statuses == [503] * 16
+        assert probe_s < 1.0, f"/healthz took {probe_s:.2f}s behind the hung store"
+        assert total_s < 2.0 and service.store.calls <= 2, (total_s, service.store.calls)
 
 
 json_values = st.recursive(

@@ -52,6 +52,55 @@ def test_a_failing_batch_fails_each_of_its_requests() -> None:
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
 
 
+def test_other_tasks_run_between_two_queued_inline_batches() -> None:
+    order: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def process(items: list[int]) -> list[int]:
+            if not order:  # while the first batch is scored, another task becomes ready (a probe, a request)
+                loop.call_soon(order.append, "other")
+            order.append(f"batch {items}")
+            return items
+
+        batcher = MicroBatcher(process, max_batch=1, max_wait_s=0.0, workers=0)
+        batcher.start()
+        await asyncio.gather(batcher.submit([1]), batcher.submit([2]))
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert order == ["batch [1]", "other", "batch [2]"]
+
+
+def test_the_store_breaker_answers_at_once_while_open_then_tries_again() -> None:
+    from pipelines.features.online.api import OnlineStoreUnavailable
+    from pipelines.serving.breaker import StoreBreaker
+
+    class Store:
+        calls = 0
+        down = True
+
+        def lookup(self, entities: list[str], event_times: list[int]) -> list[dict[str, float]]:
+            self.calls += 1
+            if self.down:
+                raise OnlineStoreUnavailable("did not answer within 0.5s (test)")
+            return [{} for _ in entities]
+
+    now = [100.0]
+    store = Store()
+    breaker = StoreBreaker(store, open_s=1.0, clock=lambda: now[0])
+    for _ in range(3):
+        try:
+            breaker.lookup(["a"], [1])
+        except OnlineStoreUnavailable as exc:
+            assert "did not answer" in str(exc)
+    assert store.calls == 1 and breaker.is_open  # two answered without asking the store
+    store.down = False
+    now[0] += 1.01
+    assert breaker.lookup(["a"], [1]) == [{}] and store.calls == 2 and not breaker.is_open
+
+
 def test_the_prediction_log_drops_and_counts_instead_of_blocking() -> None:
     registry = CollectorRegistry()
     dropped = create(["flywheel_serving_prediction_log_dropped"], registry)["flywheel_serving_prediction_log_dropped"]
