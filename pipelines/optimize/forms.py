@@ -97,11 +97,20 @@ class OnnxCandidate(Candidate):
     runtime: ClassVar[str] = ONNXRUNTIME
     _sessions: dict[int, Any] = field(default_factory=dict, repr=False)
     _active: int = field(default=0, repr=False)  # 0: ORT's default thread count
+    _spinning: bool = field(default=True, repr=False)
 
-    def session(self, n: int = 0):
+    def session(self, n: int | None = None):
+        """The session for n intra-op threads (default: the pinned count)."""
+        n = self._active if n is None else n
         if n not in self._sessions:
-            self._sessions[n] = make_session(self.model_bytes, n)
+            self._sessions[n] = make_session(self.model_bytes, n, self._spinning)
         return self._sessions[n]
+
+    def pin_threads(self, n: int, spinning: bool = True) -> None:
+        """Every later predict runs with n intra-op threads (0: ORT's default), spin-waiting or not."""
+        if spinning != self._spinning:
+            self._sessions.clear()
+        self._active, self._spinning = n, spinning
 
     def predict(self, numeric: ArrayLike, categorical: ArrayLike) -> np.ndarray:
         session = self.session(self._active)
@@ -121,12 +130,16 @@ class OnnxCandidate(Candidate):
             self._active = before
 
 
-def make_session(model: bytes | str, threads: int = 0):
-    """A CPU InferenceSession; threads=0 keeps ONNX Runtime's default (one per physical core)."""
+def make_session(model: bytes | str, threads: int = 0, spinning: bool = True):
+    """A CPU InferenceSession; threads=0 keeps ONNX Runtime's default (one per physical core). spinning=False:
+    idle pool threads sleep instead of spin-waiting (ORT's default spins, burning CPU other processes need)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -112,13 +112,45 @@ def pip_requirements(candidate: Candidate) -> list[str]:
     return reqs
 
 
+ORT_THREADS_SETTING = "FLYWHEEL_ORT_THREADS"
+
+
+def ort_threads_setting() -> int | None:
+    """FLYWHEEL_ORT_THREADS: intra-op threads of the pyfunc's model calls; None when unset (runtime default)."""
+    import os
+
+    raw = os.environ.get(ORT_THREADS_SETTING, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise FlywheelError(
+            f"{ORT_THREADS_SETTING}={raw!r} is not a thread count: set a whole number >= 0 (0: the runtime's "
+            "default, one thread per core) or unset it"
+        )
+    return value
+
+
 class FlywheelOptimizedModel(PythonModel):
-    """mlflow.pyfunc wrapper for any candidate form: raw feature columns in, probabilities out (CPU)."""
+    """mlflow.pyfunc wrapper for any candidate form: raw feature columns in, probabilities out (CPU).
+
+    Threads: unset FLYWHEEL_ORT_THREADS keeps the runtime's default (ONNX Runtime: one spin-waiting thread per
+    core), the fastest for one large batch (mlflow.pyfunc / spark_udf batch scoring). A server answering
+    concurrent small requests (`mlflow models serve`) should set FLYWHEEL_ORT_THREADS=1: one thread per call,
+    no spin-waiting pool competing with the server for the cores."""
 
     def load_context(self, context) -> None:
         self.candidate = load_candidate(context.artifacts)
         self.form = self.candidate.name
         self.preprocessor = self.candidate.preprocessor
+        threads = ort_threads_setting()
+        if threads is not None and isinstance(self.candidate, OnnxCandidate):
+            self.candidate.pin_threads(threads, spinning=False)  # a set count is a server's: no spin-waiting
+        elif threads:
+            torch.set_num_threads(threads)
         if isinstance(self.candidate, OnnxCandidate):
             self.candidate.session()  # build the session now, not on the first request
 

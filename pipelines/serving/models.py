@@ -86,7 +86,7 @@ def load_from_directory(name: str, version: str, model_dir: Path, threads: int =
         if candidate.runtime == "onnxruntime":
             from pipelines.optimize.forms import make_session
 
-            session = make_session(candidate.model_bytes, threads)  # type: ignore[attr-defined]
+            session = make_session(candidate.model_bytes, threads, spinning=False)  # type: ignore[attr-defined]
             inputs = {i.name for i in session.get_inputs()}
 
             def run_onnx(numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
