@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from pipelines import layout
 from pipelines.features.batches import BatchEntry, Catalog
-from pipelines.features.idfilter import BITS_PER_ID, HASH_NAME, HASHES, BloomFilter, id_hashes
+from pipelines.features.idfilter import BITS_PER_ID, HASH_NAME, HASHES, BloomFilter, as_large_string, id_hashes
 from pipelines.lake import Lake
 from pipelines.lakecache import local_copies_of
 from pipelines.spec.model import DatasetSpec
@@ -79,8 +79,7 @@ def seen_in(
 ) -> pa.Array:
     """`seen_before` over the batches' files as `local_files(lake paths)` gives them (in that order)."""
     reads = reads if reads is not None else DedupReads()
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
+    ids = as_large_string(ids)
     seen = np.zeros(len(ids), np.bool_)
     earlier = [b for b in catalog.batches if b.rows]
     if not earlier or len(ids) == 0:
@@ -105,7 +104,7 @@ def seen_in(
                 seen[maybe[found]] = True
     legacy = [b.id_index for b in earlier if not _filter_usable(b)]
     for path in local_files(legacy):
-        earlier_ids = pq.read_table(path, columns=[ID_COLUMN]).column(ID_COLUMN).combine_chunks()
+        earlier_ids = as_large_string(pq.read_table(path, columns=[ID_COLUMN]).column(ID_COLUMN))
         reads.full_indexes += 1
         seen |= np.asarray(pc.fill_null(pc.is_in(ids, value_set=earlier_ids), False))
     log.info(
@@ -135,14 +134,14 @@ def _in_index(index: Path, ids: pa.Array, hashes: np.ndarray, bucket_bits: int, 
     reads.row_groups += len(groups)
     if not groups:
         return np.zeros(len(ids), np.bool_)
-    held = pf.read_row_groups(groups, columns=[ID_COLUMN]).column(ID_COLUMN).combine_chunks()
+    held = as_large_string(pf.read_row_groups(groups, columns=[ID_COLUMN]).column(ID_COLUMN))
     return np.asarray(pc.fill_null(pc.is_in(ids, value_set=held), False))
 
 
 def index_table(table: pa.Table, spec: DatasetSpec, bucket_bits: int = BUCKET_BITS) -> tuple[pa.Table, np.ndarray]:
     """The id index of a model-table batch (its event ids sorted by bucket, in table order within one) and
     the ids' hashes."""
-    ids = table.column(spec.event_id).combine_chunks()
+    ids = as_large_string(table.column(spec.event_id))
     hashes = id_hashes(ids)
     buckets = buckets_of(hashes, bucket_bits)
     order = np.argsort(buckets, kind="stable")  # integers: much cheaper than sorting the id strings

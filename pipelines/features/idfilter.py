@@ -38,11 +38,19 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
+def as_large_string(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The ids as one large_string array: cast before combining chunks, since pa.string's 32-bit offsets
+    overflow once a batch's ids pass 2 GiB together."""
+    if isinstance(ids, pa.ChunkedArray):
+        if not ids.num_chunks:
+            return pa.array([], pa.large_string())
+        return ids.cast(pa.large_string()).combine_chunks()
+    return ids.cast(pa.large_string())
+
+
 def id_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """uint64 hash of each id's UTF-8 bytes (a null hashes as the empty string), 8 bytes at a time."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
-    arr = pc.fill_null(ids.cast(pa.large_string()), "")
+    arr = pc.fill_null(as_large_string(ids), "")
     n = len(arr)
     if n == 0:
         return np.zeros(0, np.uint64)

@@ -36,6 +36,7 @@ from pipelines.features.build import (
     spark_columns,
     typed_events,
 )
+from pipelines.features.idfilter import as_large_string
 from pipelines.features.split import split_code_column
 from pipelines.layout import OFFSET_COLUMN, PARTITION_COLUMN
 from pipelines.lineage.records import FeatureBatch
@@ -127,7 +128,7 @@ def rebuild_table(lake: Any, spark: Any, spec: DatasetSpec, run_id: str, base: s
     from pipelines import layout
     from pipelines.features import batches as catalog_io
     from pipelines.features.build import read_raw
-    from pipelines.features.stage import vocabularies_bytes, write_batch_files
+    from pipelines.features.stage import content_type, vocabularies_bytes, write_batch_files
     from pipelines.lakecache import local_copies_of, remember
     from pipelines.lineage import keys
     from pipelines.runbranch import base_metadata, run_wap
@@ -174,15 +175,15 @@ def rebuild_table(lake: Any, spark: Any, spec: DatasetSpec, run_id: str, base: s
     kept: list[pa.Array] = []
     for entry, raw, table in zip(entries, raws, tables, strict=True):
         if kept:
-            earlier = pa.chunked_array(kept, pa.string()).combine_chunks()
+            earlier = pa.chunked_array(kept, pa.large_string()).combine_chunks()  # 64-bit offsets
             entry.duplicates_across_batches = (
                 pc.sum(pc.is_in(raw.column(spec.event_id), value_set=earlier)).as_py() or 0
             )
         entry.duplicates_in_batch = entry.raw_rows - entry.duplicates_across_batches - entry.rows
-        kept.append(table.column(spec.event_id).combine_chunks())
+        kept.append(as_large_string(table.column(spec.event_id)))
     catalog = catalog_io.Catalog(spec.name, entries, counts)
     for local, path in uploads:
-        wap.upload_file(path, local, "application/vnd.apache.parquet")
+        wap.upload_file(path, local, content_type(path))
     wap.write_json(layout.batches_path(spec), catalog.to_json())
     vocab = catalog_io.vocabularies_from_counts(counts, spec)
     wap.write_bytes(layout.vocabularies_path(spec), vocabularies_bytes(vocab), "application/json")

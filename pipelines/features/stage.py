@@ -34,6 +34,12 @@ from pipelines.spec.model import DatasetSpec
 FEATURE_ROWS_PER_FILE = 1_000_000
 ROW_GROUP_ROWS = 64 * 1024  # row groups the history reader can skip by their event-time statistics
 PARQUET = "application/vnd.apache.parquet"
+OCTET_STREAM = "application/octet-stream"
+
+
+def content_type(path: str) -> str:
+    """A batch file's content type: Parquet parts and id indexes, or the id filter's raw bits (`.bloom`)."""
+    return PARQUET if path.endswith(".parquet") else OCTET_STREAM
 
 
 def build_features(
@@ -147,7 +153,7 @@ def publish_batch(
     if stale:  # an earlier attempt of this run wrote more parts
         wap.delete_objects(stale)
     for local, path in uploads:
-        wap.upload_file(path, local, PARQUET)
+        wap.upload_file(path, local, content_type(path))
     wap.write_json(layout.batches_path(spec), updated.to_json())
     wap.write_bytes(layout.vocabularies_path(spec), vocabularies_bytes(vocab), "application/json")
     meta = {

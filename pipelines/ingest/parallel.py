@@ -119,7 +119,6 @@ def consume_parallel(
     """Like `consume` + `StagedWriter`, over `workers` processes; results merged per partition."""
     from kafka import TopicPartition
 
-    prestart_readers()  # the server imports while the probe below asks the broker
     probe = factory()
     try:
         partitions = topic_partitions(probe, spec.topic.name)
@@ -131,6 +130,8 @@ def consume_parallel(
     if all(start[p] == ends[p] for p in partitions):  # nothing new: no worker processes at all
         empty = ConsumeResult(spec.topic.name, start, dict(start), dict(ends), 0, "caught_up", 0.0)
         return empty, StagedFiles(reasons=Counter())
+    # Only now, with something to read: a run with nothing new never starts the fork server.
+    prestart_readers()
     groups = shares(partitions, workers)
     budget = None if max_events is None else max(1, max_events // len(groups))
     jobs = [

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from pipelines.spec.model import DatasetSpec
 log = logging.getLogger(__name__)
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-gx-import")
 _GATE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-gate")
+GATE_ABANDON_WAIT_S = 600.0  # a failed run waits this long for a gate already running on its rows
 
 
 def default_spark() -> Any:
@@ -66,6 +68,22 @@ class _GateAlongside:
             return quality_stage.check_batch(table, self.spec, self.raw, catalog)
         finally:
             self.seconds = round(time.monotonic() - t0, 3)
+
+    def abandon(self) -> None:
+        """After a failed features stage: cancel the gate if it has not started, else wait for it (bounded), so
+        that no check of a failed run outlives it and the single-worker executor is free for the next run;
+        a failure of the gate itself is logged, since the stage's error is the one the run raises."""
+        if self.future is None or self.future.cancel():
+            return
+        try:
+            self.future.result(timeout=GATE_ABANDON_WAIT_S)
+        except FutureTimeout:
+            log.error(
+                "the gate of the failed run still runs after %.0fs; the next run's gate waits for it",
+                GATE_ABANDON_WAIT_S,
+            )
+        except Exception:
+            log.exception("the gate of the failed run failed too (the run reports the features stage's error)")
 
     def finish(self, lake: Lake, feats: FeatureBatch) -> Any:
         """The summary, recorded on the run branch; the plain `validate` when the table never came."""
@@ -134,7 +152,11 @@ def run_ingest(
     # Importing GX takes seconds of Python; Spark's work runs in the JVM while this thread waits on it.
     _POOL.submit(_preload_validation)
     gate = _GateAlongside(spec, raw)
-    outcome.features = feature_stage.build_features(lake, spark, spec, raw, on_table=gate.start)
+    try:
+        outcome.features = feature_stage.build_features(lake, spark, spec, raw, on_table=gate.start)
+    except BaseException:
+        gate.abandon()
+        raise
     seconds["features"] = outcome.features.seconds
     seconds.update({f"features.{k}": v for k, v in outcome.features.seconds_detail.items()})
     log.info("stage features done: %d rows at %s", outcome.features.rows, outcome.features.commit)

@@ -40,7 +40,7 @@ from pipelines.ingest.offsets import (
     read_stored_offsets,
     reconcile,
 )
-from pipelines.ingest.parallel import KafkaConsumerFactory, consume_parallel, prestart_readers
+from pipelines.ingest.parallel import KafkaConsumerFactory, consume_parallel
 from pipelines.ingest.parse import StagedWriter
 from pipelines.lake import MAIN, Lake, LakeConflictError, run_branch_name
 from pipelines.lakecache import prune_cache, remember
@@ -107,8 +107,6 @@ def ingest_raw(
     Nothing new: no branch, no commit (RawBatch.nothing_new).
     """
     settings = settings or IngestSettings()
-    if isinstance(consumer_factory, KafkaConsumerFactory) and settings.workers != 1:
-        prestart_readers()  # the fork server imports the readers' modules while lakeFS and Kafka are asked
     lake.ensure_repository()
     recover_tag(lake, spec)
     base = lake.resolve(MAIN)

@@ -169,3 +169,35 @@ gates: {min_rows: 500, label_rate_min: 0.01, label_rate_max: 0.4, max_quarantine
     assert feats.column_names == layout.feature_table_columns(env.spec)
     assert feats.schema.field("temp_mean_6h").type == pa.float64()
     assert feats.num_rows == 1176
+
+
+def test_a_failed_model_table_upload_waits_for_the_gate_and_raises_its_own_error(
+    ingest_env: IngestEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.ingest import runner
+    from pipelines.lake import WriteAuditPublish
+
+    env = ingest_env
+    env.produce(1500)
+    gates: list[runner._GateAlongside] = []
+    start = runner._GateAlongside.start
+
+    def keep(self: runner._GateAlongside, table: object, catalog: object) -> None:
+        gates.append(self)
+        start(self, table, catalog)
+
+    upload = WriteAuditPublish.upload_file
+
+    def failing(self: WriteAuditPublish, path: str, source: object, content_type: str | None = None) -> None:
+        if path.startswith(layout.features_prefix(env.spec)):
+            raise OSError(f"injected upload failure of {path}")
+        upload(self, path, source, content_type)
+
+    monkeypatch.setattr(runner._GateAlongside, "start", keep)
+    monkeypatch.setattr(WriteAuditPublish, "upload_file", failing)
+    before = snapshot(env)
+    with pytest.raises(OSError, match="injected upload failure"):
+        env.run(run_id="failed-upload")
+    assert len(gates) == 1 and gates[0].future is not None
+    assert gates[0].future.done()  # awaited (or cancelled) before the error left the run
+    assert snapshot(env) == before

@@ -21,7 +21,7 @@ from pipelines.errors import FlywheelError
 from pipelines.features import dedup
 from pipelines.features.batches import BatchEntry, Catalog, feature_hash
 from pipelines.features.dedup import DedupReads, seen_in, write_index
-from pipelines.features.idfilter import BloomFilter, id_hashes
+from pipelines.features.idfilter import BloomFilter, as_large_string, id_hashes
 from pipelines.spec import load_spec
 
 SPEC = load_spec("transactions")
@@ -193,3 +193,12 @@ def test_catalogs_of_format_1_still_read_and_the_filter_round_trips(tmp_path: Pa
     assert Catalog.from_json(old).batches[0].id_filter is None
     with pytest.raises(FlywheelError, match="upgrade Flywheel"):
         Catalog.from_json({**data, "format": 3})
+
+
+def test_ids_are_combined_as_large_string_with_the_same_hash() -> None:
+    # Combining pa.string chunks overflows 32-bit offsets past 2 GiB: the ids are cast before combining.
+    chunked = pa.chunked_array([["a", None], ["abcdefghi"]])
+    combined = as_large_string(chunked)
+    assert combined.type == pa.large_string() and combined.to_pylist() == ["a", None, "abcdefghi"]
+    assert as_large_string(pa.chunked_array([], pa.string())).type == pa.large_string()
+    assert id_hashes(combined).tolist() == id_hashes(pa.array(["a", None, "abcdefghi"])).tolist()
