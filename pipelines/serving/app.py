@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -178,6 +179,11 @@ def create_app(service: ServingService) -> FastAPI:
             records = validator.parse(b"".join(chunks))
         except RequestError as exc:
             return refuse(exc.status, {**exc.body(), "request_id": request_id}, started)
+        except (ClientDisconnected, ClientDisconnect):
+            # the client went away mid-body: not a bad request (nginx's 499; nobody reads the answer)
+            return refuse(
+                CLIENT_CLOSED, {"detail": "the client closed the connection", "request_id": request_id}, started
+            )
         return await score(records, request_id, started)
 
     @app.post(
@@ -369,12 +375,20 @@ class ServingApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+CLIENT_CLOSED = 499  # the status counted for a request whose client disconnected before its body ended
+
+
+class ClientDisconnected(Exception):
+    """The client disconnected before the request body ended."""
+
+
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    """A request body's chunks from ASGI messages (stops early when the client disconnects)."""
+    """A request body's chunks from ASGI messages; ClientDisconnected when the client goes away mid-body (a
+    truncated body must not be parsed, and answered, as a bad request)."""
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return
+            raise ClientDisconnected()
         chunk = message.get("body", b"")
         if chunk:
             yield chunk

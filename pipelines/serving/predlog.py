@@ -75,6 +75,7 @@ class PredictionLog:
         self._pending = 0  # records queued, not yet taken by the sender
         self._lock = threading.Condition()
         self._stop = False
+        self._closed = False  # close() is done (or gave up on the sender): no producer may be created after it
         self._producer: Any = None
         self._next_connect = 0.0
         self._thread: threading.Thread | None = None
@@ -126,7 +127,7 @@ class PredictionLog:
         self.last_error = f"prediction log: Kafka at {self.bootstrap}: {error}"
 
     def _connect(self) -> Any:
-        if self._producer is not None or not self.bootstrap:
+        if self._producer is not None or not self.bootstrap or self._closed:
             return self._producer
         now = time.monotonic()
         if now < self._next_connect:
@@ -138,6 +139,8 @@ class PredictionLog:
 
             # The topic is checked (created) first: an unreachable Kafka is found here, in seconds.
             self.partitions = ensure_topic(self.bootstrap, self.topic, self.partitions, self.timeout_s)
+            if self._closed:  # close() gave up waiting meanwhile: a producer now would never be flushed or closed
+                return None
             self._producer = Producer(
                 {
                     "bootstrap.servers": self.bootstrap,
@@ -216,7 +219,17 @@ class PredictionLog:
             self._lock.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)
+            self._closed = True
+            if self._thread.is_alive():  # the sender is stuck (e.g. connecting): what it has not taken is lost
+                with self._lock:
+                    stranded = self._pending
+                    self._batches.clear()
+                    self._pending = 0
+                if stranded:
+                    self._drop(SEND_FAILED, stranded)
+                    log.warning("prediction log: %d predictions still queued at shutdown, not sent", stranded)
             self._thread = None
+        self._closed = True
         if self._producer is not None:
             try:
                 left = self._producer.flush(timeout_s)
