@@ -12,7 +12,10 @@ therefore neither skips nor double-counts; a re-sent event (same id) is counted 
 
 A topic recreated under the same name (a new topic id: e.g. the memory-only embedded broker restarted) is
 read from its start, as ingestion does (pipelines.ingest.offsets.reconcile). The store being down or slow
-pauses the updater, which then re-reads the stored offsets and goes on: nothing is lost or applied twice.
+pauses the updater, which then re-reads the stored offsets (retrying until it can: it never polls on before)
+and goes on: nothing is lost or applied twice. Each call starts at the partition's expected position (the
+seek, then the previous call's next offset; a topic may skip offsets): a store whose offset is below it lost
+writes (a crash between fsyncs, a failover), refuses the call, and the updater reads again from its offset.
 """
 
 from __future__ import annotations
@@ -83,12 +86,25 @@ class OffsetsOutsideLog(FlywheelError):
     """The stored offsets are outside the topic's log (retention deleted events the store never saw)."""
 
 
+class StoreFellBehind(OnlineStoreUnavailable):
+    """The store's offset for a partition is below where the updater reads (it lost writes: a crash between
+    fsyncs, a failover): the updater must seek back to the stored offset and read the events in between."""
+
+    def __init__(self, partition: int, stored: int, first: int) -> None:
+        self.partition, self.stored = partition, stored
+        super().__init__(
+            f"the online store's offset for partition {partition} is {stored} but the updater reads from {first}: "
+            "the store lost writes (a restart between fsyncs, a failover); re-reading from the stored offset"
+        )
+
+
 @dataclass(frozen=True)
 class _Chunk:
     """One Lua call's worth of one partition's records, checked and packed (`RedisOnlineStore.apply_packed`)."""
 
     partition: int
     records: Sequence[Any]  # offset order; kept to apply only the rest after a conflict
+    first: int  # the partition's expected position (<= records[0].offset: a topic may skip offsets)
     packed: bytes
     count: int  # valid events in `packed`
     rejected: int
@@ -103,6 +119,7 @@ class _Outcome:
     rejected: int = 0
     conflicts: int = 0
     seek_to: int | None = None  # another updater is ahead on this partition: read on from here
+    next_offset: int | None = None  # the partition's offset the store holds after this call
 
 
 class Updater:
@@ -141,6 +158,10 @@ class Updater:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flywheel-online-apply")
         self._in_flight: deque[Future] = deque()
         self._failed = threading.Event()  # a call failed: the writer skips the calls queued after it
+        # Per partition: where the next call starts (the seek position, then each queued call's next offset),
+        # sent as the call's first offset so that the store can tell a gap from offsets the topic skipped.
+        self._expected: dict[int, int] = {}
+        self._applied_next: dict[int, int] = {}  # the store's offsets as far as this updater knows (group commit)
 
     # --- start ----------------------------------------------------------------------------------------
     def start(self, topic_timeout_s: float = 30.0) -> dict[int, int]:
@@ -173,6 +194,8 @@ class Updater:
         positions = {p: stored.get(p, begin.get(tp, 0)) for p, tp in self._tps.items()}
         for p, tp in self._tps.items():
             self.consumer.seek(tp, positions[p])
+        self._expected = dict(positions)
+        self._applied_next = {p: o for p, o in positions.items() if p in stored}
         log.info("feature updater for %s: reading %s from offsets %s", self.spec.name, self.topic, positions)
         return positions
 
@@ -194,10 +217,12 @@ class Updater:
             self.flush()
         finally:
             self._pool.shutdown(wait=True)
-        if self.consumer is not None:
-            self._commit_group(force=True)
-            self.consumer.close()
-            self.consumer = None
+            if self.consumer is not None:  # also after a failed flush: what was applied is committed
+                try:
+                    self._commit_group(force=True)
+                finally:
+                    self.consumer.close()
+                    self.consumer = None
 
     # --- one poll ---------------------------------------------------------------------------------------
     def poll_once(self, max_records: int | None = None) -> int:
@@ -240,8 +265,10 @@ class Updater:
                     counted[kind] = counted.get(kind, 0) + 1
             while len(self._in_flight) >= MAX_CALLS_IN_FLIGHT:
                 self._settle_oldest()
+            first = min(self._expected.get(partition, chunk[0].offset), chunk[0].offset)
+            self._expected[partition] = chunk[-1].offset + 1
             self._in_flight.append(
-                self._pool.submit(self._write, _Chunk(partition, chunk, packed, count, len(reasons)))
+                self._pool.submit(self._write, _Chunk(partition, chunk, first, packed, count, len(reasons)))
             )
 
     def flush(self) -> None:
@@ -300,12 +327,15 @@ class Updater:
 
     def _apply_chunk(self, chunk: _Chunk) -> _Outcome:
         records, packed, count, rejected = chunk.records, chunk.packed, chunk.count, chunk.rejected
-        nxt = records[-1].offset + 1
+        first, nxt = chunk.first, records[-1].offset + 1
         conflicts = 0
         while True:
-            result = self.store.apply_packed(packed, count, chunk.partition, records[0].offset, nxt, rejected)
+            result = self.store.apply_packed(packed, count, chunk.partition, first, nxt, rejected)
+            if result.gap_offset is not None:
+                raise StoreFellBehind(chunk.partition, result.gap_offset, first)
             if result.conflict_offset is None:
-                return _Outcome(chunk.partition, result.applied, result.duplicates, result.trimmed, rejected, conflicts)
+                applied, dups, trimmed = result.applied, result.duplicates, result.trimmed
+                return _Outcome(chunk.partition, applied, dups, trimmed, rejected, conflicts, next_offset=nxt)
             # Another updater (or this one before a lost reply) applied a prefix already: apply the rest only,
             # here, before the calls queued behind this one.
             conflicts += 1
@@ -316,9 +346,11 @@ class Updater:
                 nxt - 1,
                 result.conflict_offset,
             )
-            records = [r for r in records if r.offset >= result.conflict_offset]
+            first = result.conflict_offset  # the store's position: the rest starts there (offsets may skip)
+            records = [r for r in records if r.offset >= first]
             if not records:
-                return _Outcome(chunk.partition, conflicts=conflicts, seek_to=max(result.conflict_offset, nxt))
+                ahead = max(first, nxt)
+                return _Outcome(chunk.partition, conflicts=conflicts, seek_to=ahead, next_offset=first)
             packed, count, reasons = self._prepare(records)
             rejected = len(reasons)
 
@@ -328,9 +360,12 @@ class Updater:
         self.stats.trimmed += outcome.trimmed
         self.stats.rejected += outcome.rejected
         self.stats.conflicts += outcome.conflicts
+        if outcome.next_offset is not None:
+            self._applied_next[outcome.partition] = outcome.next_offset
         tp = self._tps.get(outcome.partition) if outcome.seek_to is not None else None
         if tp is not None and self.consumer.position(tp) < outcome.seek_to:
             self.consumer.seek(tp, outcome.seek_to)  # never back: what was read since is queued behind it
+            self._expected[outcome.partition] = outcome.seek_to
 
     def _commit_group(self, force: bool = False) -> None:
         """Best effort: the group's committed offsets only inform lag tools (the store's offsets rule)."""
@@ -341,8 +376,11 @@ class Updater:
         try:
             from kafka import OffsetAndMetadata
 
-            offsets = {tp: OffsetAndMetadata(self.consumer.position(tp), "", -1) for tp in self._tps.values()}
-            self.consumer.commit(offsets)
+            # what the store applied, not the consumer's position (read ahead, maybe never applied)
+            applied = self._applied_next
+            offsets = {tp: OffsetAndMetadata(applied[p], "", -1) for p, tp in self._tps.items() if p in applied}
+            if offsets:
+                self.consumer.commit(offsets)
         except Exception as exc:  # the broker may not keep group offsets for assigned consumers
             self._group_commit_failed = True
             log.info("not committing consumer group offsets (informational only): %.200s", exc)
@@ -368,14 +406,18 @@ class Updater:
             budget = None if max_events is None else max_events - read
             if budget is not None and budget <= 0:
                 break
-            n = self.poll_once(budget)
-            read += n
-            if n:
-                idle_polls = 0
-                continue
-            idle_polls += 1
-            if idle_polls >= 1 and self.caught_up():
-                break
+            try:
+                n = self.poll_once(budget)
+                read += n
+                if n:
+                    idle_polls = 0
+                    continue
+                idle_polls += 1
+                if idle_polls >= 1 and self.caught_up():
+                    break
+            except StoreFellBehind as exc:
+                log.warning("feature updater: %s", exc)
+                self.resync()
         self.flush()
         self.stats.seconds += time.monotonic() - t0
         return self.stats
@@ -404,7 +446,17 @@ class Updater:
         """Apply until `stop` is set; survives a store outage by waiting and re-syncing to its offsets."""
         last_beat = 0.0
         t0 = time.monotonic()
+        resync_due = False  # a failed call left the consumer past records the store never applied
         while not stop.is_set():
+            if resync_due:
+                try:
+                    self.resync()
+                    resync_due = False
+                except OnlineStoreUnavailable as exc:
+                    log.warning("feature updater paused: %s; retrying in %gs", exc, retry_s)
+                    if stop.wait(retry_s):
+                        break
+                continue
             try:
                 if not self.poll_once():
                     self.flush()  # nothing new: make what was read visible now, not at the next poll
@@ -416,13 +468,13 @@ class Updater:
                     if on_beat is not None:
                         on_beat(self)
                     last_beat = now
+            except StoreFellBehind as exc:
+                log.warning("feature updater: %s", exc)
+                resync_due = True  # at once: the store answers
             except OnlineStoreUnavailable as exc:
                 log.warning("feature updater paused: %s; retrying in %gs", exc, retry_s)
+                resync_due = True  # never poll on before the seek back to the stored offsets
                 if stop.wait(retry_s):
                     break
-                try:
-                    self.resync()
-                except OnlineStoreUnavailable:
-                    continue
         self.stats.seconds += time.monotonic() - t0
         return self.stats

@@ -3,7 +3,8 @@
 Writes go through one Lua script (`APPLY`): a batch of one Kafka partition's events, the partition's next
 offset and the counters are applied in one atomic call, so a process killed at any instant leaves state
 and offsets consistent (a restart neither skips nor double-counts). The script refuses a batch whose first
-offset is below the stored next offset: a second updater, or a stale one, cannot apply events twice.
+offset is below the stored next offset (a second updater, or a stale one, cannot apply events twice) and one
+whose first offset is above it (the store lost writes: the events in between would never be applied).
 Lookups are one pipeline (one round trip) for any number of entities. The layout: `layout.py`.
 
 Every call has a socket timeout; connection errors, timeouts and a store that holds no (or another
@@ -35,8 +36,11 @@ TRIM_EVERY = 8  # an entity's history is trimmed at about one insert in 8 (see A
 # next offset, rejected count, and the events as one flat JSON array of strings, four per event: entity,
 # event time, event id, member (`pack_events`; packed by orjson and unpacked by the server's cjson, both in C,
 # flat because a table per event cost the server more than the decoding itself). Returns {applied,
-# duplicates, trimmed} or {-1, stored offset} when the batch starts below the stored offset (it was applied
-# already; nothing is written).
+# duplicates, trimmed}, or, writing nothing, {-1, stored offset} when the batch starts below the stored offset
+# (it was applied already) and {-2, stored offset} when it starts above it (a gap: the store lost writes, e.g. a
+# crash with appendfsync everysec or a failover, and the events in between must be read again). The first
+# offset is the partition's expected position (where the reader sought, or the previous call's next offset),
+# not the first record's: a topic may skip offsets (transaction markers, compaction).
 # Two calls per event in the common case (HSETNX of the id, ZADD). Trimming only bounds memory (a lookup
 # reads its window by score, so older members never change an answer): an entity is trimmed at about one
 # insert in TRIM_EVERY (event time modulo, deterministic), so it holds at most a few events beyond the kept
@@ -47,8 +51,11 @@ local prefix, keep, ncols = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local partition = ARGV[4]
 if partition ~= '' then
   local stored = redis.call('HGET', offsets, partition)
-  if stored and tonumber(stored) > tonumber(ARGV[5]) then
-    return {-1, tonumber(stored)}
+  if stored then
+    stored = tonumber(stored)
+    local first = tonumber(ARGV[5])
+    if stored > first then return {-1, stored} end
+    if stored < first then return {-2, stored} end
   end
 end
 local call, find, sub, format, unpack = redis.call, string.find, string.sub, string.format, unpack
@@ -122,6 +129,7 @@ class ApplyResult:
     duplicates: int
     trimmed: int  # events that fell out of the kept history (longest window + lateness before the newest)
     conflict_offset: int | None = None  # set when the batch was already applied (nothing written)
+    gap_offset: int | None = None  # set when the store is behind the batch's first offset (nothing written)
 
 
 @dataclass(frozen=True)
@@ -297,6 +305,8 @@ class RedisOnlineStore:
             reply = self._apply(keys=[self.keys.offsets, self.keys.meta], args=args)
         if reply[0] == -1:
             return ApplyResult(0, 0, 0, conflict_offset=int(reply[1]))
+        if reply[0] == -2:
+            return ApplyResult(0, 0, 0, gap_offset=int(reply[1]))
         return ApplyResult(int(reply[0]), int(reply[1]), int(reply[2]))
 
     def set_offsets(self, offsets: dict[int, int], topic_id: str | None, source: str | None = None) -> None:

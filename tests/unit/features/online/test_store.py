@@ -9,7 +9,13 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from pipelines.features.aggregates import NO_HISTORY, definitions, longest_window_ms, reference_values
+from pipelines.features.aggregates import (
+    NO_HISTORY,
+    aggregated_columns,
+    definitions,
+    longest_window_ms,
+    reference_values,
+)
 from pipelines.features.online import NoAggregates, StoreNotConfigured, connect
 from pipelines.features.online.api import OnlineStoreUnavailable
 from pipelines.features.online.layout import member
@@ -116,11 +122,73 @@ def test_offsets_move_with_the_state_and_a_batch_is_never_applied_twice(redis_ur
     assert store.apply([event("c", 1_000, "a", 1.0)], partition=2, first_offset=0, next_offset=1).applied == 1
     again = store.apply([event("c", 1_000, "x", 1.0)], partition=2, first_offset=0, next_offset=1)
     assert again.conflict_offset == 1 and again.applied == 0
-    assert store.apply([event("c", 2_000, "b", 1.0)], partition=2, first_offset=3, next_offset=4).applied == 1
+    # records 3..3 after a skipped offset (a transaction marker at 1..2): the call starts at the expected
+    # position (1), not at its first record, so it is no gap
+    assert store.apply([event("c", 2_000, "b", 1.0)], partition=2, first_offset=1, next_offset=4).applied == 1
     state = store.state()
     assert state.offsets == {2: 4} and state.counters["applied"] == 2
     (values,) = store.lookup(["c"], [5_000])
     assert values["cust_txn_count_24h"] == 2.0  # x was not written
+
+
+def test_a_batch_starting_above_the_stored_offset_is_refused_as_a_gap(redis_url: str) -> None:
+    """The store lost writes (a crash between fsyncs, a failover): its offset is behind the updater's. A call
+    from beyond it would jump over the lost events for good; it is refused, nothing written."""
+    store = store_at(redis_url)
+    store.apply([event("c", 1_000, "a", 1.0)], partition=0, first_offset=0, next_offset=5)
+    gap = store.apply([event("c", 2_000, "b", 1.0)], partition=0, first_offset=8, next_offset=9)
+    assert gap.gap_offset == 5 and gap.conflict_offset is None and gap.applied == 0
+    state = store.state()
+    assert state.offsets == {0: 5} and state.counters["applied"] == 1
+    assert store.lookup(["c"], [5_000])[0]["cust_txn_count_24h"] == 1.0  # b was not written
+
+
+def test_several_columns_equal_the_reference_definition(redis_url: str) -> None:
+    """A spec aggregating three columns (means, sums, a max, a count, a 1 h seconds_since_last) with nulls,
+    '|' in event ids and equal event times: every lookup equals the reference definition (exact for counts,
+    maxima and times; 1e-9 relative for sums and means)."""
+    cfg = SPEC.model_dump(mode="json")
+    cfg["aggregates"] = [
+        {"name": "c24", "function": "count", "column": None, "window_hours": 24.0},
+        {"name": "dist_mean_24h", "function": "mean", "column": "distance_from_home_km", "window_hours": 24.0},
+        {"name": "amt_sum_6h", "function": "sum", "column": "amount", "window_hours": 6.0},
+        {"name": "dev_max_7d", "function": "max", "column": "device_age_days", "window_hours": 168.0},
+        {"name": "amt_mean_7d", "function": "mean", "column": "amount", "window_hours": 168.0},
+        {"name": "ssl_1h", "function": "seconds_since_last", "column": None, "window_hours": 1.0},
+    ]
+    spec = type(SPEC).model_validate(cfg)
+    cols = aggregated_columns(spec)
+    assert len(cols) == 3
+    store = RedisOnlineStore(spec, redis_url, timeout_s=5.0, lateness_ms=10**13)
+    store.init(spec.topic.name, None)
+    rng = np.random.default_rng(3)
+    n = 4000
+    ts = np.sort(rng.integers(0, 20 * 24 * HOUR, n))
+    ts[50:60] = ts[50]
+    entities = [f"e{i}" for i in rng.integers(0, 8, n)]
+    values = {
+        c: [None if rng.random() < 0.2 else float(np.round(rng.random() * 900, 3)) for _ in range(n)] for c in cols
+    }
+    events = [
+        (entities[i], int(ts[i]), f"id|{i}", member(int(ts[i]), [values[c][i] for c in cols], f"id|{i}"))
+        for i in range(n)
+    ]
+    store.apply(events)
+    queries = [(entities[i], int(ts[i]) + int(rng.integers(-3, 3))) for i in range(0, n, 2)] + [("nobody", 5)]
+    got = store.lookup([q[0] for q in queries], [q[1] for q in queries])
+    by_entity: dict[str, list[int]] = {}
+    for i, e in enumerate(entities):
+        by_entity.setdefault(e, []).append(i)
+    for (entity, t), answer in zip(queries, got, strict=True):
+        idx = by_entity.get(entity, [])
+        columns = {c: np.array([np.nan if values[c][i] is None else values[c][i] for i in idx]) for c in cols}
+        want = reference_values(definitions(spec), ts[idx], columns, t)
+        assert set(answer) == set(want)
+        for name, expected in want.items():
+            if name in ("c24", "dev_max_7d", "ssl_1h"):
+                assert answer[name] == expected, (entity, t, name)
+            else:
+                assert answer[name] == pytest.approx(expected, rel=1e-9, abs=0), (entity, t, name)
 
 
 def test_one_round_trip_for_a_batch_of_256(redis_url: str) -> None:
