@@ -8,7 +8,7 @@ runs it) of its own:
   `flywheel produce`;
 - updater throughput: the feature updater (event check, Lua apply with offsets) from offset 0 until caught up,
   against a bare kafka-python consumer reading the same topic from 0 (only touching each record), both run
-  twice, interleaved, in this run;
+  --rounds times (default 3), interleaved, in this run: the medians and each round's ratios are reported;
 - lookup latency: `lookup` of one entity and of a batch of 256 (one pipeline round trip each) at the event
   time of randomly picked events, so each reads a real history;
 - memory: INFO memory's used_memory of the loaded store minus the empty server's, per entity, extrapolated
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--entities", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
@@ -225,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             "updater_2_processes_seconds": [round(x, 3) for x in par_s],
             "updater_2_processes_events_per_s": round(par_rate),
             "ratio_2_processes": round(par_rate / raw_rate, 3),
+            # each round's ratio (the raw consume's seconds over the other's, in the same round): the spread
+            "ratios_per_round": [round(r / u, 3) for r, u in zip(raw_s, upd_s, strict=True)],
+            "floor_ratios_per_round": [round(r / c, 3) for r, c in zip(raw_s, chk_s, strict=True)],
+            "ratios_2_processes_per_round": [round(r / p, 3) for r, p in zip(raw_s, par_s, strict=True)],
             "goal_ratio": 0.5,
             "updater_stats": upd_stats,
         },
@@ -284,7 +288,9 @@ def write_markdown(r: dict[str, Any], path: Path) -> None:
         "average (its longest window). "
         f"Throughput is the median of {len(t['raw_consume_seconds'])} interleaved runs each: raw "
         f"{t['raw_consume_seconds']} s, with the check {t['consume_and_check_seconds']} s, updater "
-        f"{t['updater_seconds']} s, 2 processes {t['updater_2_processes_seconds']} s for {r['events']:,} events. "
+        f"{t['updater_seconds']} s, 2 processes {t['updater_2_processes_seconds']} s for {r['events']:,} events; "
+        f"each round's ratio to its raw consume: updater {t['ratios_per_round']}, floor "
+        f"{t['floor_ratios_per_round']}, 2 processes {t['ratios_2_processes_per_round']}. "
         "The updater parses and checks every event with the spec's event check (as ingestion does), then applies "
         "each partition's records with their next offset in one Lua call per 2,000 events, sent in order by a "
         "writer thread while the main thread reads and checks the next records (the redis-server works on the "
