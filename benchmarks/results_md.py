@@ -159,12 +159,21 @@ def _serving(d: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(
                 "serving",
-                f"p99 at equal load vs mlflow models serve, {label}",
+                f"p99 at equal load vs mlflow models serve, {label}"
+                + (" (median of rounds at the highest rate both sustained)" if "p99_at_half_load_x" in r else ""),
                 f"{r['p99_at_equal_load_x']:g}x",
                 "<= 0.2x",
                 r["p99_at_equal_load_x"] <= 0.2,
             )
         )
+        if "p99_at_half_load_x" in r:  # beside the goal: the same at ~50% of MLflow's maximum rate
+            rows.append(
+                Row(
+                    "serving",
+                    f"p99 at ~50% of MLflow's max rate vs mlflow models serve, {label}",
+                    f"{r['p99_at_half_load_x']:g}x",
+                )
+            )
     return rows
 
 
