@@ -1,0 +1,44 @@
+"""The raw kafka-python consume baseline, run in a fresh spawned interpreter that imports only kafka-python.
+
+Run in the benchmark's own process, the bare consumer's garbage collector would walk a heap holding pyspark
+(and, after an ingestion run, Great Expectations): the baseline would measure the benchmark, not kafka-python.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+TIMEOUT_S = 600.0
+
+
+def _consume_all(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """A bare consumer with kafka-python's default settings reading n records from the start; each record is
+    only touched (its value's length), never parsed."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    parts = sorted(consumer.partitions_for_topic(topic) or [])
+    if not parts:
+        consumer.close()
+        raise RuntimeError(f"topic {topic} has no partitions at {bootstrap}: produce the events first")
+    tps = [TopicPartition(topic, p) for p in parts]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    seen = 0
+    nbytes = 0
+    t0 = time.perf_counter()
+    while seen < n:
+        for records in consumer.poll(timeout_ms=1000, max_records=20_000).values():
+            seen += len(records)
+            nbytes += sum(len(r.value) for r in records)
+    seconds = time.perf_counter() - t0
+    consumer.close()
+    return {"events": seen, "seconds": round(seconds, 3), "events_per_s": round(seen / seconds, 1), "bytes": nbytes}
+
+
+def raw_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """`_consume_all` in a new spawned process (its interpreter start is not measured)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_consume_all, bootstrap, topic, n).result(timeout=TIMEOUT_S)
