@@ -584,8 +584,8 @@ def markdown(r: dict) -> str:
         "after the model-table commit.",
         "- A reader stops as soon as its positions reach the high watermark of its last fetch; it used to end on "
         "one more poll, which could only come back empty after the broker held it for its wait time (~0.5s). "
-        "The fork server that readers are forked from starts first thing in the run, so it imports their "
-        "modules while lakeFS and Kafka are asked for the offsets and partitions.",
+        "The fork server that readers are forked from starts once the run knows there is something to read "
+        "(a run with nothing new starts none).",
         "- The Spark query takes longer in the run than in the repeats after it: meanwhile this process imports "
         "GX (about 3 CPU-seconds: GX's own modules, scipy, sqlalchemy, altair) on the same 2 CPUs, so that the "
         "gate can start as soon as the rows are there.",
