@@ -174,7 +174,3 @@ def write_index(
         "bucket_bits": BUCKET_BITS,
     }
     return [(index_local, entry.id_index), (filter_local, filter_path)]
-
-
-def index_path(spec: DatasetSpec, seq: int) -> str:
-    return layout.id_index_path(spec, seq)
