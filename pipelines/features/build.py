@@ -207,6 +207,17 @@ def history_features(raw: Any, spec: DatasetSpec, history: Any = None, *, dedupl
     by_entity = Window.partitionBy(key).orderBy(F.col(ts))
 
     def over_frame(d: AggregateDef, fn: Any, value: Any) -> Any:  # [t - W, t - 1] ms of the entity's rows
+        # A sliding frame recomputes its aggregate over the whole frame for every row; a frame that starts
+        # at the entity's first row is computed incrementally. Count and the latest time are the same over
+        # those: the rows up to t - 1 minus those up to t - W - 1, and the latest time up to t - 1 when it is
+        # inside the window (~0.5 s of the 1M-row query on 2 CPUs).
+        if d.function == "count":  # `value` is never null here: every row counts
+            upto = by_entity.rangeBetween(Window.unboundedPreceding, -1)
+            before = by_entity.rangeBetween(Window.unboundedPreceding, -d.window_ms - 1)
+            return fn(value).over(upto) - fn(value).over(before)
+        if d.function == "seconds_since_last":
+            latest = fn(value).over(by_entity.rangeBetween(Window.unboundedPreceding, -1))
+            return F.when(latest >= F.col(ts) - F.lit(d.window_ms), latest)
         return fn(value).over(by_entity.rangeBetween(-d.window_ms, -1))
 
     aggs = aggregate_values(spec, F.col(ts), lambda d: F.lit(True), over_frame)

@@ -97,6 +97,41 @@ def test_model_table_semantics(spark, tmp_path: Path, source: str, monkeypatch) 
     assert set(vocab["merchant_category"]) == set(SPEC.feature("merchant_category").values)
 
 
+def edge_rows(events: list[tuple[str, str, int]]) -> pa.Table:
+    """(event_id, customer, ms after the first instant) events with plain values elsewhere."""
+    base = raw_rows().slice(0, 1).to_pylist()[0]
+    rows = [
+        {**base, "event_id": e, "customer_id": c, "event_time": 1_767_225_600_000 + ms, "amount": float(i + 1)}
+        | {PARTITION_COLUMN: 0, OFFSET_COLUMN: i}
+        for i, (e, c, ms) in enumerate(events)
+    ]
+    return pa.Table.from_pylist(rows, schema=raw_schema(SPEC))
+
+
+def test_window_edges_are_inclusive_at_w_and_exclusive_beyond(spark) -> None:
+    day, week = 24 * H, 7 * 24 * H
+    table = model_table(
+        spark,
+        SPEC,
+        edge_rows(
+            [
+                ("c1", "c", 0),
+                ("c2", "c", day),  # c1 exactly 24h back: inside [t - 24h, t - 1]
+                ("c3", "c", 2 * day + 1),  # c2 24h + 1 ms back: outside
+                ("d1", "d", 0),
+                ("d2", "d", week),  # d1 exactly 7d back: inside
+                ("d3", "d", 2 * week + 1),  # d2 7d + 1 ms back: outside, no history at all
+            ]
+        ),
+    )
+    rows = {r["event_id"]: r for r in table.to_pylist()}
+    assert (rows["c2"]["cust_txn_count_24h"], rows["c2"]["cust_amount_sum_24h"]) == (1.0, 1.0)
+    assert (rows["c3"]["cust_txn_count_24h"], rows["c3"]["cust_amount_sum_24h"]) == (0.0, 0.0)
+    assert rows["c3"]["cust_seconds_since_last"] == (day + 1) / 1000
+    assert rows["d2"]["cust_seconds_since_last"] == week / 1000 and rows["d2"]["cust_amount_max_7d"] == 4.0
+    assert (rows["d3"]["cust_seconds_since_last"], rows["d3"]["cust_amount_max_7d"]) == (-1.0, 0.0)
+
+
 def test_rows_come_back_sorted_and_complete(spark, tmp_path: Path) -> None:
     """Every event column of a kept row is the raw row's own (the join back by row number is exact)."""
     files = written(tmp_path)
