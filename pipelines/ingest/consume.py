@@ -64,6 +64,26 @@ def fewer_gc_passes(gen0_threshold: int = 100_000) -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
+def retention_error(topic: str, cause: object) -> OffsetsError:
+    """main's offsets fell below the log's start: retention deleted events before they were ingested."""
+    return OffsetsError(
+        f"offsets recorded in lakeFS main are outside the log of topic {topic!r} ({cause}), and the topic "
+        "id is the one recorded with them (or none was recorded): events were deleted by retention "
+        "before ingestion; inspect, then move the offsets with `flywheel dataset reset-offsets` if the "
+        "loss is accepted"
+    )
+
+
+def ahead_of_log_error(topic: str, partition: int, stored: int, end: int) -> OffsetsError:
+    """main's offsets are past the log's end under the same topic id: the broker lost events main counted."""
+    return OffsetsError(
+        f"lakeFS main says partition {partition} of {topic!r} was read up to offset {stored}, but the "
+        f"broker's log ends at {end} under the same topic id (or main's offsets predate recorded "
+        "topic ids): the broker lost events that main counted. Reproduce them if you can, then "
+        "move the offsets with `flywheel dataset reset-offsets --to earliest --yes`"
+    )
+
+
 def topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:
     """The topic's partitions; waits for metadata (a fresh consumer knows none) and fails clearly."""
     deadline = time.monotonic() + timeout_s
@@ -140,12 +160,7 @@ def consume(
         try:
             polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=budget)
         except OffsetOutOfRangeError as exc:
-            raise OffsetsError(
-                f"offsets recorded in lakeFS main are outside the log of topic {topic!r} ({exc}), and the topic "
-                "id is the one recorded with them (or none was recorded): events were deleted by retention "
-                "before ingestion; inspect, then move the offsets with `flywheel dataset reset-offsets` if the "
-                "loss is accepted"
-            ) from None
+            raise retention_error(topic, exc) from None
         if polled:
             for tp, records in polled.items():
                 if not records:
@@ -198,22 +213,20 @@ def _caught_up(consumer: Any, topic: str, tps: dict[int, Any], start: dict[int, 
             continue
         if start[p] > hw:
             # A recreated topic (new topic id) never gets here: ingestion reads it from its start.
-            raise OffsetsError(
-                f"lakeFS main says partition {p} of {topic!r} was read up to offset {start[p]}, but the "
-                f"broker's log ends at {hw} under the same topic id (or main's offsets predate recorded "
-                "topic ids): the broker lost events that main counted. Reproduce them if you can, then "
-                "move the offsets with `flywheel dataset reset-offsets --to earliest --yes`"
-            )
+            raise ahead_of_log_error(topic, p, start[p], hw)
         if consumer.position(tp) < hw:
             caught_up = False
     return caught_up
 
 
-def true_end_offsets(consumer: Any, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+def true_end_offsets(
+    consumer: Any, topic: str, timeout_s: float = 10.0, unconfirmed: set[int] | None = None
+) -> dict[int, int]:
     """The end of every partition as the high watermark of a fetch, correct on Tansu and on Kafka.
 
     ListOffsets gives a lower bound; a fetch from just below it returns the real high watermark.
-    Used by the lag sensor, so it fetches at most one small batch per partition.
+    Used by the lag sensor, so it fetches at most one small batch per partition. A partition whose fetch did not
+    answer within `timeout_s` keeps the ListOffsets end (a lower bound), and is added to `unconfirmed`.
     """
     from kafka import TopicPartition
 
@@ -233,4 +246,6 @@ def true_end_offsets(consumer: Any, topic: str, timeout_s: float = 10.0) -> dict
     for tp in tps:
         hw = consumer.highwater(tp)
         ends[tp.partition] = max(listed[tp], hw if hw is not None else 0)
+        if hw is None and unconfirmed is not None:
+            unconfirmed.add(tp.partition)
     return ends

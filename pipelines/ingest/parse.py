@@ -101,49 +101,72 @@ class StagedWriter:
         self._quarantine = _RollingParquet(directory / "quarantine", tag, QUARANTINE_SCHEMA, rows_per_file)
         (directory / "raw").mkdir(exist_ok=True)
         (directory / "quarantine").mkdir(exist_ok=True)
-        self._fields = spec.event_fields
-        self._cols: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        # Valid events are kept as the checker's rows and turned into columns at flush (one C-level transpose):
+        # an append per event instead of one per field.
+        self._fields = list(spec.event_fields)
+        self._rows: list[list[Any]] = []
+        self._partitions: list[int] = []
+        self._offsets: list[int] = []
         self._q: dict[str, list[Any]] = {name: [] for name in QUARANTINE_SCHEMA.names}
         self.result = StagedFiles()
 
     def __call__(self, partition: int, records: list[Any]) -> None:
+        """The sink for kafka-python records of one partition (`consume`)."""
         values_of = self.checker.values
-        cols = self._cols
-        appends = [cols[name].append for name in self._fields]  # bound once per poll, not per event
-        part_col, off_col = cols[PARTITION_COLUMN], cols[OFFSET_COLUMN]
-        q = self._q
-        reasons = self.result.reasons
+        keep, part_append, off_append = self._rows.append, self._partitions.append, self._offsets.append
         for rec in records:
             value = rec.value
             row = values_of(value) if value is not None else "event has no value (null Kafka record)"
             if type(row) is list:
-                for append, v in zip(appends, row):  # noqa: B905 - same length by construction, strict costs
-                    append(v)
-                part_col.append(partition)
-                off_col.append(rec.offset)
+                keep(row)
+                part_append(partition)
+                off_append(rec.offset)
             else:
-                reason = row
-                q["reason"].append(reason)
-                q["raw"].append(value if value is not None else b"")
-                q["topic"].append(self.topic)
-                q["partition"].append(partition)
-                q["offset"].append(rec.offset)
-                q["kafka_timestamp_ms"].append(rec.timestamp)
-                reasons[reason_kind(reason)] += 1
-        if len(part_col) >= self.rows_per_group:
+                self._reject(row, value, partition, rec.offset, rec.timestamp)
+        self._flush_full()
+
+    def add_messages(self, messages: list[Any]) -> None:
+        """The sink for librdkafka (confluent-kafka) messages of one `consume()`: data messages only, of any
+        of the read's partitions, in offset order per partition. Same checks and rows as `__call__`."""
+        values_of = self.checker.values
+        keep, part_append, off_append = self._rows.append, self._partitions.append, self._offsets.append
+        for msg in messages:
+            value = msg.value()
+            row = values_of(value) if value is not None else "event has no value (null Kafka record)"
+            if type(row) is list:
+                keep(row)
+                part_append(msg.partition())
+                off_append(msg.offset())
+            else:
+                self._reject(row, value, msg.partition(), msg.offset(), msg.timestamp()[1])
+        self._flush_full()
+
+    def _reject(self, reason: str, value: bytes | None, partition: int, offset: int, timestamp_ms: int) -> None:
+        q = self._q
+        q["reason"].append(reason)
+        q["raw"].append(value if value is not None else b"")
+        q["topic"].append(self.topic)
+        q["partition"].append(partition)
+        q["offset"].append(offset)
+        q["kafka_timestamp_ms"].append(timestamp_ms)
+        self.result.reasons[reason_kind(reason)] += 1
+
+    def _flush_full(self) -> None:
+        if len(self._rows) >= self.rows_per_group:
             self._flush_raw()
-        if len(q["reason"]) >= self.rows_per_group:
+        if len(self._q["reason"]) >= self.rows_per_group:
             self._flush_quarantine()
 
     def _flush_raw(self) -> None:
-        n = len(self._cols[PARTITION_COLUMN])
+        n = len(self._rows)
         if n == 0:
             return
-        arrays = [pa.array(self._cols[f.name], type=f.type) for f in self.schema]
+        columns = dict(zip(self._fields, zip(*self._rows, strict=True), strict=True))
+        columns[PARTITION_COLUMN], columns[OFFSET_COLUMN] = self._partitions, self._offsets
+        arrays = [pa.array(columns[f.name], type=f.type) for f in self.schema]
         self._raw.write(pa.Table.from_arrays(arrays, schema=self.schema))
         self.result.valid += n
-        for col in self._cols.values():
-            col.clear()
+        self._rows, self._partitions, self._offsets = [], [], []
 
     def _flush_quarantine(self) -> None:
         n = len(self._q["reason"])

@@ -126,7 +126,7 @@ def ingest_raw(
         stored, reset = reconcile(spec.topic.name, recorded, topic_id)
         if reset is not None:
             log.warning(reset.describe())
-        if isinstance(consumer_factory, KafkaConsumerFactory) and workers > 1:
+        if isinstance(consumer_factory, KafkaConsumerFactory):  # ingestion's own: librdkafka readers
             consumer.close()
             result, staged = consume_parallel(
                 consumer_factory,
@@ -140,6 +140,7 @@ def ingest_raw(
                 poll_timeout_ms=settings.poll_timeout_ms,
                 rows_per_file=settings.rows_per_file,
                 on_start=(lambda: progress(1)) if progress is not None else None,
+                progress=progress,
                 topic_id=topic_id,
             )
         else:

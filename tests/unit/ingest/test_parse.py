@@ -128,3 +128,45 @@ def test_a_failed_read_inside_the_writer_aborts_it(tmp_path: Path) -> None:
         writer(0, records([json.dumps(event(i)).encode() for i in range(6)]))
         raise RuntimeError("the broker went away")
     assert writer._raw._writer is None  # closed by abort(), nothing left open
+
+
+class Message:
+    """The shape of a confluent-kafka data message (methods, not attributes)."""
+
+    def __init__(self, value: bytes | None, partition: int, offset: int) -> None:
+        self._value, self._partition, self._offset = value, partition, offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+
+def test_librdkafka_messages_stage_the_same_files_as_kafka_python_records(tmp_path: Path) -> None:
+    good = [json.dumps(event(i)).encode() for i in range(10)]
+    bad = [b"{nope", json.dumps(event(99, amount=-1)).encode(), None]
+    by_records = StagedWriter(SPEC, tmp_path / "a", "t", rows_per_group=4)
+    by_records(0, records(good[:6]))
+    by_records(2, records(bad + good[6:], first_offset=100))
+    by_messages = StagedWriter(SPEC, tmp_path / "b", "t", rows_per_group=4)
+    # One consume() can mix partitions; each partition's messages stay in offset order.
+    mixed = [Message(v, 0, n) for n, v in enumerate(good[:6])]
+    mixed[3:3] = [Message(v, 2, 100 + n) for n, v in enumerate(bad + good[6:])]
+    by_messages.add_messages(mixed[:5])
+    by_messages.add_messages(mixed[5:])
+    a, b = by_records.close(), by_messages.close()
+
+    assert (b.valid, b.quarantined, b.reasons) == (a.valid, a.quarantined, a.reasons)
+    assert (a.valid, a.quarantined) == (10, 3)
+    raw_a, raw_b = pq.read_table(a.raw_files), pq.read_table(b.raw_files)
+    order = [PARTITION_COLUMN, OFFSET_COLUMN]
+    assert raw_a.sort_by([(c, "ascending") for c in order]).equals(raw_b.sort_by([(c, "ascending") for c in order]))
+    q_a, q_b = pq.read_table(a.quarantine_files), pq.read_table(b.quarantine_files)
+    assert q_a.equals(q_b) and q_b.column("offset").to_pylist() == [100, 101, 102]
