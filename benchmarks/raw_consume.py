@@ -42,3 +42,30 @@ def raw_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     """`_consume_all` in a new spawned process (its interpreter start is not measured)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_consume_all, bootstrap, topic, n).result(timeout=TIMEOUT_S)
+
+
+def _consume_all_librdkafka(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """The same with a bare librdkafka (confluent-kafka) consumer, its default settings: how fast the client
+    that ingestion reads with is by itself (not the goal's baseline, which the issue sets on kafka-python)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-raw", "enable.auto.commit": False})
+    parts = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+    seen = 0
+    nbytes = 0
+    t0 = time.perf_counter()
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    while seen < n:
+        for msg in consumer.consume(20_000, 1.0):
+            if msg.error() is None:
+                seen += 1
+                nbytes += len(msg.value())
+    seconds = time.perf_counter() - t0
+    consumer.close()
+    return {"events": seen, "seconds": round(seconds, 3), "events_per_s": round(seen / seconds, 1), "bytes": nbytes}
+
+
+def raw_librdkafka_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """`_consume_all_librdkafka` in a new spawned process."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_consume_all_librdkafka, bootstrap, topic, n).result(timeout=TIMEOUT_S)
