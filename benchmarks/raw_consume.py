@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 TIMEOUT_S = 600.0
@@ -35,13 +36,22 @@ def _consume_all(bootstrap: str, topic: str, n: int) -> dict[str, float]:
             nbytes += sum(len(r.value) for r in records)
     seconds = time.perf_counter() - t0
     consumer.close()
+    return _rate(seen, seconds, nbytes)
+
+
+def _rate(seen: int, seconds: float, nbytes: int) -> dict[str, float]:
     return {"events": seen, "seconds": round(seconds, 3), "events_per_s": round(seen / seconds, 1), "bytes": nbytes}
 
 
-def raw_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
-    """`_consume_all` in a new spawned process (its interpreter start is not measured)."""
+def _spawned(fn: Callable[[str, str, int], dict[str, float]], bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """`fn` in a new spawned process (its interpreter start is not measured)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_consume_all, bootstrap, topic, n).result(timeout=TIMEOUT_S)
+        return pool.submit(fn, bootstrap, topic, n).result(timeout=TIMEOUT_S)
+
+
+def raw_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    """`_consume_all` in a new spawned process."""
+    return _spawned(_consume_all, bootstrap, topic, n)
 
 
 def _consume_all_librdkafka(bootstrap: str, topic: str, n: int) -> dict[str, float]:
@@ -62,10 +72,9 @@ def _consume_all_librdkafka(bootstrap: str, topic: str, n: int) -> dict[str, flo
                 nbytes += len(msg.value())
     seconds = time.perf_counter() - t0
     consumer.close()
-    return {"events": seen, "seconds": round(seconds, 3), "events_per_s": round(seen / seconds, 1), "bytes": nbytes}
+    return _rate(seen, seconds, nbytes)
 
 
 def raw_librdkafka_consume_rate(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     """`_consume_all_librdkafka` in a new spawned process."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_consume_all_librdkafka, bootstrap, topic, n).result(timeout=TIMEOUT_S)
+    return _spawned(_consume_all_librdkafka, bootstrap, topic, n)

@@ -110,6 +110,14 @@ def start_positions(consumer: Any, topic: str, partitions: Iterable[int], stored
     return {tp.partition: stored.get(tp.partition, begin.get(tp, 0)) for tp in tps}
 
 
+def poll_budget(deadline: float, max_events: int | None, events: int, per_poll: int) -> tuple[int, str | None]:
+    """How many records the next poll may take, or why the read stops (max_seconds, max_events) before it."""
+    if time.monotonic() >= deadline:
+        return 0, "max_seconds"
+    budget = per_poll if max_events is None else min(per_poll, max_events - events)
+    return (budget, None) if budget > 0 else (0, "max_events")
+
+
 def consume(
     consumer: Any,
     topic: str,
@@ -150,12 +158,9 @@ def consume(
     deadline = started + max_seconds
     stopped_by = "caught_up"
     while True:
-        if time.monotonic() >= deadline:
-            stopped_by = "max_seconds"
-            break
-        budget = max_records_per_poll if max_events is None else min(max_records_per_poll, max_events - events)
-        if budget <= 0:
-            stopped_by = "max_events"
+        budget, stop = poll_budget(deadline, max_events, events, max_records_per_poll)
+        if stop is not None:
+            stopped_by = stop
             break
         try:
             polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=budget)

@@ -23,7 +23,7 @@ from operator import methodcaller
 from typing import Any
 
 from pipelines.errors import FlywheelError
-from pipelines.ingest.consume import ConsumeResult, retention_error
+from pipelines.ingest.consume import ConsumeResult, poll_budget, retention_error
 
 # kafka-python settings of a consumer factory and their librdkafka names. Reader settings (offsets, fetch
 # sizes) are not taken over: the reader sets its own below.
@@ -155,12 +155,9 @@ def read_partitions(
         events = 0
         stopped_by = "caught_up"
         while not all(p in end_at and next_offsets[p] <= end_at[p] for p in partitions):
-            if time.monotonic() >= deadline:
-                stopped_by = "max_seconds"
-                break
-            budget = max_records_per_poll if max_events is None else min(max_records_per_poll, max_events - events)
-            if budget <= 0:
-                stopped_by = "max_events"
+            budget, stop = poll_budget(deadline, max_events, events, max_records_per_poll)
+            if stop is not None:
+                stopped_by = stop
                 break
             messages = consumer.consume(budget, poll_timeout_s)
             # Per message only what must be: errors (EOF events, mostly) are rare, so find them in one pass and
