@@ -164,13 +164,13 @@ def consume_parallel(
     first = {p: begins[TopicPartition(topic, p)] for p in partitions}
     start = {p: stored.get(p, first[p]) for p in partitions}
     for p in partitions:  # checked once here, so readers start inside every log
-        if start[p] > ends[p] and p in unconfirmed:  # a lower bound only: not evidence of lost events
-            raise FlywheelError(
-                f"the end of partition {p} of Kafka topic {topic!r} is unknown (no fetch answered within 10s, "
-                f"and the broker's listed end {ends[p]} is below main's offset {start[p]}); nothing was read: "
-                "check the broker, then run again"
-            )
         if start[p] > ends[p]:
+            if p in unconfirmed:  # a lower bound only: not evidence of lost events
+                raise FlywheelError(
+                    f"the end of partition {p} of Kafka topic {topic!r} is unknown (no fetch answered within 10s, "
+                    f"and the broker's listed end {ends[p]} is below main's offset {start[p]}); nothing was read: "
+                    "check the broker, then run again"
+                )
             raise ahead_of_log_error(topic, p, start[p], ends[p])
         if start[p] < first[p]:
             raise retention_error(topic, f"partition {p}: main's offset {start[p]} is below the log start {first[p]}")
