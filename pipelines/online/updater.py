@@ -300,7 +300,7 @@ class Updater:
         for rec in records:
             value = rec.value
             row = values_of(value) if value is not None else NULL_VALUE
-            if type(row) is list:
+            if type(row) is tuple:
                 ts = str(row[at_ts])
                 eid = row[at_id]
                 add(row[at_entity])

@@ -223,10 +223,10 @@ class EventChecker:
         self._quotes = 0 if nullable else 2 * (len(self._fields) + strings + len(spec.categorical_features))
         # `values`: the ingestion hot path, a generated fast path that hands every unusual event to
         # `general_values` (the same answers, half the CPU on clean events; see pipelines.spec.fastcheck).
-        self.values: Callable[[bytes | str], list[Any] | str] = compile_fast_path(
+        self.values: Callable[[bytes | str], tuple[Any, ...] | str] = compile_fast_path(
             spec,
             general=self.general_values,
-            decided=self._values,
+            decided=self._row,
             loads=_loads,
             failed=_failed,
             max_epoch_ms=MAX_EPOCH_MS,
@@ -251,16 +251,20 @@ class EventChecker:
             return EventCheck(None, values)
         return EventCheck(dict(zip(self._fields, values, strict=True)), None)
 
-    def general_values(self, raw: bytes | str) -> list[Any] | str:
-        """Values in `spec.event_fields` order, or the reason. Never raises. `values` gives the same answers
-        faster; this is the check it falls back to."""
+    def general_values(self, raw: bytes | str) -> tuple[Any, ...] | str:
+        """Values in `spec.event_fields` order (a tuple), or the reason. Never raises. `values` gives the same
+        answers faster; this is the check it falls back to."""
         try:
             obj = _loads(raw)
         except ValueError as exc:  # orjson's JSONDecodeError (invalid UTF-8 included) is a ValueError
             return f"not valid JSON: {exc}"
         except Exception as exc:
             return _failed(exc)
-        return self._values(obj, raw)
+        return self._row(obj, raw)
+
+    def _row(self, obj: Any, raw: bytes | str) -> tuple[Any, ...] | str:
+        values = self._values(obj, raw)
+        return values if type(values) is str else tuple(values)
 
     def _values(self, obj: Any, raw: bytes | str | None) -> list[Any] | str:
         """`values_obj`; with `raw` (what `obj` was parsed from), repeated keys are rejected too."""

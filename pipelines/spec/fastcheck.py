@@ -19,7 +19,7 @@ from typing import Any
 
 from pipelines.spec.model import BooleanFeature, CategoricalFeature, DatasetSpec, NumericFeature
 
-Check = Callable[[bytes | str], list[Any] | str]
+Check = Callable[[bytes | str], tuple[Any, ...] | str]
 
 _INT64 = "-9223372036854775808 <= {v} <= 9223372036854775807"
 _PLAIN_MS = 100_000_000_000  # above this an integer timestamp is epoch milliseconds as sent (the general rule)
@@ -92,14 +92,15 @@ def compile_fast_path(
     spec: DatasetSpec,
     *,
     general: Check,
-    decided: Callable[[Any, bytes], list[Any] | str],
+    decided: Callable[[Any, bytes], tuple[Any, ...] | str],
     loads: Callable[[bytes], Any],
     failed: Callable[[BaseException], str],
     max_epoch_ms: int,
 ) -> Check:
     """`general` (the whole check of raw input) with a generated fast path in front; `decided(obj, raw)` is the
     general check of an event already parsed, `loads` its parser and `failed` its reason for an exception
-    (see the module docstring)."""
+    (see the module docstring). An accepted event's values come as a tuple (ingestion turns a batch of them
+    into Arrow columns in one conversion), a rejected one's reason as a str."""
     env: dict[str, Any] = {
         "loads": loads,
         "general": general,
@@ -130,7 +131,7 @@ def values(raw):
         except KeyError:
             return decided(obj, raw)
         if {" and ".join(conds)} and raw.count(b'"') == {quotes}:
-            return [{", ".join(outs)}]
+            return ({", ".join(outs)},)
         return decided(obj, raw)
     except Exception as exc:  # total, like the general check: one event's surprise is its reason
         return failed(exc)

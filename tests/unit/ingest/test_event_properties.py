@@ -172,7 +172,7 @@ def payloads(draw: st.DrawFn, spec: DatasetSpec, fields: dict[str, st.SearchStra
     return text.encode(), repeated
 
 
-def assert_typed(spec: DatasetSpec, row: list[Any]) -> None:
+def assert_typed(spec: DatasetSpec, row: tuple[Any, ...]) -> None:
     """What an accepted record holds, whatever was sent: the column types and the spec's constraints."""
     record = dict(zip(spec.event_fields, row, strict=True))
     assert type(record[spec.event_id]) is str and record[spec.event_id]
@@ -235,11 +235,11 @@ def test_every_event_is_written_or_quarantined_with_a_reason(staging: Path, data
     if quarantine is not None:
         assert quarantine.schema == QUARANTINE_SCHEMA
 
-    accepted = [(n, v) for n, v in enumerate(verdicts) if isinstance(v, list)]
+    accepted = [(n, v) for n, v in enumerate(verdicts) if isinstance(v, tuple)]
     assert [r[OFFSET_COLUMN] for r in rows] == [n for n, _ in accepted]
     assert all(r[PARTITION_COLUMN] == 3 for r in rows)
     for row, (_, values) in zip(rows, accepted, strict=True):
-        assert [row[name] for name in spec.event_fields] == values  # read back as checked
+        assert tuple(row[name] for name in spec.event_fields) == values  # read back as checked
     rejected = [(n, v) for n, v in enumerate(verdicts) if isinstance(v, str)]
     if quarantine is None:
         assert rejected == []

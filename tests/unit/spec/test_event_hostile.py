@@ -142,7 +142,7 @@ def test_an_integer_in_an_unbounded_float_feature_is_stored_as_float(tmp_path: P
         json.dumps({**good_event(2), "distance_from_home_km": 3}).encode(),
     ]
     values = EventChecker(spec).values(payloads[0])
-    assert isinstance(values, list)
+    assert isinstance(values, tuple)
     stored = values[spec.event_fields.index("distance_from_home_km")]
     assert type(stored) is float and stored == 9007199254740992.0
     raw, q = stage(spec, payloads, tmp_path)
@@ -228,8 +228,8 @@ def test_plain_events_skip_the_duplicate_scan(monkeypatch: pytest.MonkeyPatch) -
         for ts in ("2026-11-21T10:00:00+00:00", 1795255200000, 1795255200.5):
             for tier in ("gold", None):
                 event = {**good_event(), "customer_id": key, "event_time": ts, "tier": tier}
-                assert isinstance(checker.values(json.dumps(event).encode()), list), event
-                assert isinstance(checker.values(json.dumps(event)), list), event
+                assert isinstance(checker.values(json.dumps(event).encode()), tuple), event
+                assert isinstance(checker.values(json.dumps(event)), tuple), event
     assert parsed == []
     repeated = json.dumps({**good_event(), "tier": None}).encode()[:-1] + b', "amount": 3}'
     assert checker.values(repeated) == "duplicate key 'amount'"

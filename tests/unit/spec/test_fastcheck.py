@@ -51,7 +51,7 @@ def checker_without_general_path(monkeypatch: pytest.MonkeyPatch) -> EventChecke
 def test_a_clean_event_never_reaches_the_general_check(checker_without_general_path: EventChecker) -> None:
     checker = checker_without_general_path
     row = checker.values(json.dumps(clean_event()).encode())
-    assert row == ["e1", "c1", 1_767_225_600_000, 0, 12.5, "grocery", "US", "chip", None, 30, 7, 3.25, True, False]
+    assert row == ("e1", "c1", 1_767_225_600_000, 0, 12.5, "grocery", "US", "chip", None, 30, 7, 3.25, True, False)
     assert checker.values(json.dumps(clean_event(is_fraud=1, device_age_days=3)).encode())[3] == 1
     assert checker.handed_over == []  # type: ignore[attr-defined]
 
