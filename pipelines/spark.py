@@ -79,11 +79,23 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).resolve().parent
 
 
+# The throughput collector: the server runs batch queries, where G1's concurrent marking takes CPU from them on
+# a small machine (measured: the 1M-row model-table query, warm, used 4.9-5.5 JVM CPU-s against 5.3-8.0 with
+# G1 on 2 CPUs, and took 2.9-3.6 s against 3.1-4.5 s).
+DEFAULT_JAVA_OPTIONS = "-XX:+UseParallelGC"
+
+
 def connect_server_command(
-    host: str, port: int, *, driver_memory: str = "2g", shuffle_partitions: int = 8
+    host: str,
+    port: int,
+    *,
+    driver_memory: str = "2g",
+    shuffle_partitions: int = 8,
+    java_options: str = DEFAULT_JAVA_OPTIONS,
 ) -> list[str]:
     """The Connect server in the foreground (`--wait`), so the stack's process manager owns its JVM and `down`
-    stops it. `local[*]` behind it; a busy port fails instead of moving to the next one."""
+    stops it. `local[*]` behind it; a busy port fails instead of moving to the next one. `java_options`: the
+    driver JVM's (with local[*], the only JVM)."""
     script = spark_home() / "sbin" / "start-connect-server.sh"
     if not script.is_file():
         raise SparkSetupError(f"{script} is missing: reinstall pyspark (`make install`)")
@@ -98,6 +110,8 @@ def connect_server_command(
         "spark.sql.session.timeZone": "UTC",
         "spark.log.level": "WARN",  # INFO writes dozens of lines per query into .flywheel/logs
     }
+    if java_options:
+        conf["spark.driver.extraJavaOptions"] = java_options
     args = ["bash", str(script), "--wait", "--master", "local[*]", "--driver-memory", driver_memory]
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]

@@ -251,11 +251,17 @@ def _spark_connect_dir(ctx: Context) -> Path:
 
 def _spark_connect_command(ctx: Context) -> list[str]:
     from pipelines.config import setting
-    from pipelines.spark import check_java, connect_server_command
+    from pipelines.spark import DEFAULT_JAVA_OPTIONS, check_java, connect_server_command
 
     check_java()  # one sentence naming what to install, not a launcher script's error in the log
     memory = setting("FLYWHEEL_SPARK_DRIVER_MEMORY") or "2g"
-    return connect_server_command(ctx.host, ctx.port("spark_connect"), driver_memory=memory)
+    java_options = setting("FLYWHEEL_SPARK_JAVA_OPTIONS")
+    return connect_server_command(
+        ctx.host,
+        ctx.port("spark_connect"),
+        driver_memory=memory,
+        java_options=DEFAULT_JAVA_OPTIONS if java_options is None else java_options,
+    )
 
 
 def _spark_connect_env(ctx: Context) -> dict[str, str]:
@@ -274,7 +280,8 @@ SPARK_CONNECT = Service(
     url=lambda ctx: f"sc://{ctx.host}:{ctx.port('spark_connect')}",
     ready=lambda ctx: net.tcp_ok(ctx.host, ctx.port("spark_connect")),  # gRPC listens once the session is up
     exports=lambda ctx: {"SPARK_REMOTE": f"sc://{ctx.host}:{ctx.port('spark_connect')}"},
-    note="local[*] behind it (FLYWHEEL_SPARK_DRIVER_MEMORY, default 2g); every run's Spark is this warm JVM",
+    note="local[*] behind it (FLYWHEEL_SPARK_DRIVER_MEMORY, default 2g; FLYWHEEL_SPARK_JAVA_OPTIONS, default "
+    "-XX:+UseParallelGC); every run's Spark is this warm JVM",
 )
 
 

@@ -108,5 +108,8 @@ def test_the_connect_server_runs_in_the_foreground_on_its_port_only(tmp_path) ->
     assert confs["spark.connect.grpc.binding.port"] == "15333"
     assert confs["spark.connect.grpc.binding.address"] == "127.0.0.1"
     assert confs["spark.connect.grpc.port.maxRetries"] == "0"  # a busy port fails, never moves
+    assert confs["spark.driver.extraJavaOptions"] == "-XX:+UseParallelGC"  # the throughput collector by default
+    plain = spark_mod.connect_server_command("127.0.0.1", 15333, java_options="")
+    assert not any(arg.startswith("spark.driver.extraJavaOptions=") for arg in plain)  # "" leaves the JVM's own
     env = spark_mod.connect_server_env(tmp_path)
     assert env["SPARK_LOG_DIR"] == env["SPARK_PID_DIR"] == str(tmp_path)  # never into the virtualenv
