@@ -8,7 +8,7 @@ directory (the server warmed by the model-table query on a generated batch of th
 a long-lived server is) and produces the events once. The baseline is a bare kafka-python consumer with default
 settings reading them all (no parsing) in a fresh spawned process that imports only kafka-python, so its GC
 never walks this process's heap (pyspark, GX).
-Then `--repeats` (default 3) full ingestion runs, each into a fresh lakeFS repository (so each reads the whole
+Then `--repeats` (default 5) full ingestion runs, each into a fresh lakeFS repository (so each reads the whole
 topic onto an empty table), each followed by the baseline again: baseline, run, baseline, run, baseline, ...
 Each run's ratio is against the mean of its two adjacent baselines, and the headline is the median run.
 Writes benchmarks/results/ingest.json and ingest.md.
@@ -198,7 +198,7 @@ def main() -> int:
     parser.add_argument(
         "--repeats",
         type=int,
-        default=3,
+        default=5,
         help="end-to-end runs, each between two raw consume baselines (the events are produced once)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary state directory")
@@ -222,10 +222,16 @@ def main() -> int:
             "stages_s": old["end_to_end"]["stages_s"],
             "consume_parse_only": old["consume_parse_only"],
             "load_avg_1m_at_end": old["machine"]["load_avg_1m_at_end"],
+            "run_ratios": [r["ratio_to_raw_consume"] for r in old.get("end_to_end_runs", [])],
+            "run_seconds": [r["seconds"] for r in old.get("end_to_end_runs", [])],
         }
     if args.markdown_only:
         out = Path(args.out)
-        out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
+        result = json.loads(out.with_suffix(".json").read_text())
+        if before is not None:  # a comparison measured after this result: kept with it
+            result["before"] = before
+            out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        out.with_suffix(".md").write_text(markdown(result))
         return 0
 
     load_before = os.getloadavg()[0]
@@ -481,7 +487,14 @@ def markdown(r: dict) -> str:
             f"{b['label']} (same machine, 1-min load {b['load_avg_1m_at_end']}): raw consume "
             f"{b['raw_consume']['seconds']:.1f}s, consume + parse {b['stages_s']['consume_parse']:.1f}s "
             f"({b['consume_parse_only']['ratio_to_raw_consume']:.2f}x), end to end {b['end_to_end']['seconds']:.1f}s "
-            f"(**{b['end_to_end']['ratio_to_raw_consume']:.2f}x**).",
+            f"(**{b['end_to_end']['ratio_to_raw_consume']:.2f}x**)."
+            + (
+                f" Its runs: {', '.join(f'{t:.1f}s' for t in b['run_seconds'])}; ratios "
+                f"{', '.join(f'{x:.2f}x' for x in b['run_ratios'])} "
+                f"(median {statistics.median_low(b['run_ratios']):.2f}x)."
+                if b.get("run_ratios")
+                else ""
+            ),
             "",
         ]
     label = before["label"] if before else ""
@@ -595,7 +608,8 @@ def markdown(r: dict) -> str:
         "",
         "- Stage 1 runs one reader process per partition share, up to two per CPU. Each reads with librdkafka "
         "(confluent-kafka: record batches decoded in C on its own threads, fetching ahead while Python checks), "
-        "parses JSON with orjson and checks every field against the spec into rows, then writes Parquet. With "
+        "parses JSON with orjson and checks every field against the spec into a tuple per event; a batch of "
+        "tuples becomes Arrow columns in one struct-array conversion (no Python-level transpose), then Parquet. With "
         "kafka-python, its Python record decoding was about half of a reader's CPU. The goal's baseline stays "
         "the raw kafka-python consume, as the issue sets it; the raw librdkafka consume is shown for reference. "
         "Readers run the cyclic GC less often (gen-0 threshold 100k): a read makes millions of short-lived "
@@ -627,9 +641,11 @@ def markdown(r: dict) -> str:
         "fetches report) with nothing delivered after it, instead of waiting out one more empty poll. "
         "The fork server that readers are forked from starts once the run knows there is something to read "
         "(a run with nothing new starts none).",
-        "- The Spark query takes longer in the run than in the repeats after it: meanwhile this process imports "
-        "GX (about 3 CPU-seconds: GX's own modules, scipy, sqlalchemy, altair) on the same 2 CPUs, so that the "
-        "gate can start as soon as the rows are there.",
+        "- The first run of the benchmark's process is the slowest: it starts the readers' fork server and "
+        "imports GX (about 3 CPU-seconds: GX's own modules, scipy, sqlalchemy, altair) while Spark runs. Later "
+        "runs differ by the JIT: the server's query keeps getting faster over its first several full-size "
+        "queries (the warm-up above), and by the load of the shared machine. The Connect server runs the "
+        "throughput collector (`-XX:+UseParallelGC`): on 2 CPUs G1's concurrent work took CPU from the query.",
         "- Stage times move by a second or two between runs on 2 CPUs (the Spark stage most), so compare the "
         "ratio to the raw consume measured in the same run.",
         "",
