@@ -207,8 +207,9 @@ def main() -> int:
     parser.add_argument(
         "--compare",
         default=None,
-        help="an earlier result JSON (e.g. `git show REV:benchmarks/results/ingest.json > before.json`) shown as "
-        "a 'before' column; its label is --compare-label",
+        help="another result JSON shown as a 'before' column (e.g. `git show REV:benchmarks/results/ingest.json`, or "
+        "REV's pipelines benchmarked with this script from a `git worktree` right after this run); its label is "
+        "--compare-label; with --markdown-only it is stored in the result JSON",
     )
     parser.add_argument("--compare-label", default="before")
     args = parser.parse_args()
@@ -222,6 +223,8 @@ def main() -> int:
             "stages_s": old["end_to_end"]["stages_s"],
             "consume_parse_only": old["consume_parse_only"],
             "load_avg_1m_at_end": old["machine"]["load_avg_1m_at_end"],
+            "facts": old.get("facts"),
+            "spark_warm_up_passes_s": old.get("spark_warm_up_passes_s"),
             "run_ratios": [r["ratio_to_raw_consume"] for r in old.get("end_to_end_runs", [])],
             "run_seconds": [r["seconds"] for r in old.get("end_to_end_runs", [])],
         }
@@ -484,7 +487,7 @@ def markdown(r: dict) -> str:
     if before:
         b = before
         lines += [
-            f"{b['label']} (same machine, 1-min load {b['load_avg_1m_at_end']}): raw consume "
+            f"{b['label']}; on the same machine, 1-min load {b['load_avg_1m_at_end']}: raw consume "
             f"{b['raw_consume']['seconds']:.1f}s, consume + parse {b['stages_s']['consume_parse']:.1f}s "
             f"({b['consume_parse_only']['ratio_to_raw_consume']:.2f}x), end to end {b['end_to_end']['seconds']:.1f}s "
             f"(**{b['end_to_end']['ratio_to_raw_consume']:.2f}x**)."
@@ -497,11 +500,10 @@ def markdown(r: dict) -> str:
             ),
             "",
         ]
-    label = before["label"] if before else ""
     lines += [
         "Where the end-to-end time goes:",
         "",
-        "| stage | seconds | share |" + (f" {label} (s) |" if before else ""),
+        "| stage | seconds | share |" + (" before (s) |" if before else ""),
         "| --- | ---: | ---: |" + (" ---: |" if before else ""),
     ]
     names = {

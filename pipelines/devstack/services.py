@@ -255,12 +255,12 @@ def _spark_connect_command(ctx: Context) -> list[str]:
 
     check_java()  # one sentence naming what to install, not a launcher script's error in the log
     memory = setting("FLYWHEEL_SPARK_DRIVER_MEMORY") or "2g"
-    java_options = setting("FLYWHEEL_SPARK_JAVA_OPTIONS")
+    java_options = setting("FLYWHEEL_SPARK_JAVA_OPTIONS")  # replaces the default; empty: the JVM's own
     return connect_server_command(
         ctx.host,
         ctx.port("spark_connect"),
         driver_memory=memory,
-        java_options=DEFAULT_JAVA_OPTIONS if java_options is None else java_options,
+        java_options=DEFAULT_JAVA_OPTIONS if java_options is None else java_options.strip(),
     )
 
 

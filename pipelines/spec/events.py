@@ -241,7 +241,8 @@ class EventChecker:
     def values_obj(self, obj: Any) -> list[Any] | str:
         """The normalized values in `spec.event_fields` order, or the rejection reason (a str). Never raises.
 
-        A list, not a dict: ingestion appends them to columns, so no per-event dict is built.
+        A list, not a dict (no per-event dict is built); a list, not `values`' tuple, since the monitoring
+        window replaces values in it.
         """
         return self._values(obj, None)
 

@@ -113,3 +113,20 @@ def test_the_connect_server_runs_in_the_foreground_on_its_port_only(tmp_path) ->
     assert not any(arg.startswith("spark.driver.extraJavaOptions=") for arg in plain)  # "" leaves the JVM's own
     env = spark_mod.connect_server_env(tmp_path)
     assert env["SPARK_LOG_DIR"] == env["SPARK_PID_DIR"] == str(tmp_path)  # never into the virtualenv
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [(None, "-XX:+UseParallelGC"), ("  ", None), ("-XX:+UseG1GC -Xss4m", "-XX:+UseG1GC -Xss4m")],
+)
+def test_the_stack_server_takes_its_jvm_options_from_the_environment(monkeypatch, tmp_path, env, expected) -> None:
+    from pipelines.devstack.services import Context, _spark_connect_command
+
+    monkeypatch.setattr(spark_mod, "check_java", lambda: "java")
+    if env is None:
+        monkeypatch.delenv("FLYWHEEL_SPARK_JAVA_OPTIONS", raising=False)
+    else:
+        monkeypatch.setenv("FLYWHEEL_SPARK_JAVA_OPTIONS", env)  # replaces the default; blank: the JVM's own
+    cmd = _spark_connect_command(Context(tmp_path, tmp_path, "127.0.0.1", {"spark_connect": 15333}))
+    confs = dict(cmd[i + 1].split("=", 1) for i, arg in enumerate(cmd) if arg == "--conf")
+    assert confs.get("spark.driver.extraJavaOptions") == expected
